@@ -1,0 +1,349 @@
+import type { Kysely, Transaction } from "kysely";
+import { v4 as uuidv4, v7 as uuidv7 } from "uuid";
+import type { Database, JsonValue } from "./database.js";
+import { MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+import { keyFingerprint } from "./fingerprint.js";
+import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
+
+/** What bmdb needs to know of the time; injectable so tests control it. */
+export type Clock = () => Date;
+
+export interface BmdbOptions {
+  /** Attempts per transaction before a serialization failure is given up on. */
+  maxAttempts?: number;
+  clock?: Clock;
+}
+
+export interface HeartbeatInput {
+  machineId: string;
+  /** The Ed25519 key the agent proved possession of in the TLS handshake. */
+  publicKey: Uint8Array;
+  /** A non-empty hardware report: bytes exactly as received, plus a decoded view. */
+  hardwareReport?: { raw: Uint8Array; json: JsonValue };
+  installationReport?: {
+    generation: bigint;
+    result: "success" | "error";
+    errorMessage?: string;
+    raw: Uint8Array;
+  };
+}
+
+export type HeartbeatResult =
+  | { authenticated: false }
+  | {
+      authenticated: true;
+      /** The serialized pending OSInstallationRequest, or null when nothing is pending. */
+      installationRequest: Uint8Array | null;
+    };
+
+export interface CreateMachineInput {
+  provider?: { provider: string; providerId: string };
+}
+
+export interface MachineView {
+  machineId: string;
+  createdAt: Date;
+  provided: {
+    provider: string;
+    providerId: string;
+    status: string | null;
+    address: string | null;
+    location: string | null;
+  } | null;
+  agentStarted: { startedAt: Date; publicKey: Uint8Array; keyFingerprint: string } | null;
+  agentHeartbeat: { lastHeartbeatAt: Date } | null;
+  hardwareReport: { reportedAt: Date; raw: Uint8Array; json: JsonValue } | null;
+  installationRequest: { generation: bigint; requestedAt: Date; raw: Uint8Array } | null;
+  installationReport: {
+    generation: bigint;
+    reportedAt: Date;
+    result: "success" | "error";
+    errorMessage: string | null;
+  } | null;
+  /** True when the agent's next heartbeat will carry installationRequest. */
+  installationPending: boolean;
+}
+
+/**
+ * The pending rule of the reference server: a request is sent while no report
+ * exists for its generation, whatever that report's result.
+ */
+export function isInstallationPending(requestGeneration: bigint | null, reportGeneration: bigint | null): boolean {
+  return requestGeneration !== null && requestGeneration !== reportGeneration;
+}
+
+/**
+ * The machine database: domain operations over the tag model, each one
+ * SERIALIZABLE transaction. Callers see neither SQL nor database errors, only
+ * results and the errors of ./errors.ts.
+ */
+export class Bmdb {
+  readonly stats: TransactionStats = newTransactionStats();
+  readonly #maxAttempts: number;
+  readonly #clock: Clock;
+
+  constructor(
+    readonly db: Kysely<Database>,
+    options: BmdbOptions = {},
+  ) {
+    this.#maxAttempts = options.maxAttempts ?? 10;
+    this.#clock = options.clock ?? (() => new Date());
+  }
+
+  now(): Date {
+    return this.#clock();
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+
+  #transact<T>(operation: string, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    return transact(this.db, this.stats, operation, { maxAttempts: this.#maxAttempts }, fn);
+  }
+
+  /**
+   * Authenticates (machineId, publicKey) and, if they match, records the
+   * heartbeat, the hardware report and the installation report, and reads the
+   * pending installation request, all in one transaction. An unknown machine
+   * and a wrong key give the same answer on purpose.
+   */
+  heartbeat(input: HeartbeatInput): Promise<HeartbeatResult> {
+    return this.#transact("heartbeat", async (trx) => {
+      const now = this.#clock();
+      const row = await trx
+        .selectFrom("machine_agent_started as s")
+        .leftJoin("machine_installation_request as rq", "rq.machine_id", "s.machine_id")
+        .leftJoin("machine_installation_report as rp", "rp.machine_id", "s.machine_id")
+        .select([
+          "rq.generation as requestGeneration",
+          "rq.installation_request_raw as requestRaw",
+          "rp.generation as reportGeneration",
+          "rp.result as reportResult",
+          "rp.error_message as reportError",
+        ])
+        .where("s.machine_id", "=", input.machineId)
+        .where("s.agent_public_key", "=", input.publicKey)
+        .executeTakeFirst();
+      if (!row) return { authenticated: false };
+
+      await trx
+        .insertInto("machine_agent_heartbeat")
+        .values({ machine_id: input.machineId, agent_heartbeat_at: now })
+        .onConflict((oc) => oc.column("machine_id").doUpdateSet({ agent_heartbeat_at: now }))
+        .execute();
+
+      if (input.hardwareReport) {
+        const values = {
+          hardware_report_raw: input.hardwareReport.raw,
+          hardware_report_json: JSON.stringify(input.hardwareReport.json),
+          reported_at: now,
+        };
+        await trx
+          .insertInto("machine_hardware_report")
+          .values({ machine_id: input.machineId, ...values })
+          .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+          .execute();
+      }
+
+      let reportGeneration = row.reportGeneration;
+      const report = input.installationReport;
+      if (report) {
+        const values = {
+          generation: report.generation,
+          result: report.result,
+          error_message: report.errorMessage ?? null,
+          installation_report_raw: report.raw,
+          reported_at: now,
+        };
+        await trx
+          .insertInto("machine_installation_report")
+          .values({ machine_id: input.machineId, ...values })
+          .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+          .execute();
+        // Agents resend a report until it stops the request; record the
+        // event once, not on every resend.
+        const changed =
+          row.reportGeneration !== report.generation ||
+          row.reportResult !== report.result ||
+          row.reportError !== (report.errorMessage ?? null);
+        if (changed) {
+          await addHistory(trx, input.machineId, now, "installation_reported", {
+            generation: report.generation.toString(),
+            result: report.result,
+            ...(report.errorMessage ? { error: report.errorMessage } : {}),
+          });
+        }
+        reportGeneration = report.generation;
+      }
+
+      const pending = isInstallationPending(row.requestGeneration, reportGeneration);
+      return { authenticated: true, installationRequest: pending ? row.requestRaw : null };
+    });
+  }
+
+  /** Creates a machine, optionally provided by (provider, providerId), unique together. */
+  createMachine(input: CreateMachineInput = {}): Promise<string> {
+    return this.#transact("createMachine", async (trx) => {
+      const now = this.#clock();
+      const machineId = uuidv4();
+      await trx.insertInto("machines").values({ machine_id: machineId, created_at: now }).execute();
+      const p = input.provider;
+      if (p) {
+        const inserted = await trx
+          .insertInto("machine_provided")
+          .values({
+            machine_id: machineId,
+            provider: p.provider,
+            provider_id: p.providerId,
+            provider_status: null,
+            provider_address: null,
+            provider_location: null,
+          })
+          // A conflict is an answer, not an error: the transaction stays usable.
+          .onConflict((oc) => oc.columns(["provider", "provider_id"]).doNothing())
+          .returning("machine_id")
+          .executeTakeFirst();
+        if (!inserted) throw new ProviderIdTakenError(p.provider, p.providerId);
+      }
+      await addHistory(trx, machineId, now, "machine_created", p ? { provider: p.provider, providerId: p.providerId } : {});
+      return machineId;
+    });
+  }
+
+  /**
+   * Records that an agent was started on the machine with this key, replacing
+   * any older key: from now on only the new key authenticates.
+   */
+  registerAgent(machineId: string, publicKey: Uint8Array): Promise<{ startedAt: Date; keyFingerprint: string }> {
+    return this.#transact("registerAgent", async (trx) => {
+      const now = this.#clock();
+      await requireMachine(trx, machineId);
+      const values = { agent_started_at: now, agent_public_key: publicKey };
+      await trx
+        .insertInto("machine_agent_started")
+        .values({ machine_id: machineId, ...values })
+        .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+        .execute();
+      const fingerprint = keyFingerprint(publicKey);
+      await addHistory(trx, machineId, now, "agent_registered", { keyFingerprint: fingerprint });
+      return { startedAt: now, keyFingerprint: fingerprint };
+    });
+  }
+
+  /**
+   * Sets the machine's installation request (replacing an older one). raw is a
+   * serialized OSInstallationRequest that heartbeats forward unchanged.
+   */
+  setInstallationRequest(machineId: string, generation: bigint, raw: Uint8Array): Promise<void> {
+    return this.#transact("setInstallationRequest", async (trx) => {
+      const now = this.#clock();
+      await requireMachine(trx, machineId);
+      const values = { generation, installation_request_raw: raw, requested_at: now };
+      await trx
+        .insertInto("machine_installation_request")
+        .values({ machine_id: machineId, ...values })
+        .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+        .execute();
+      await addHistory(trx, machineId, now, "installation_requested", { generation: generation.toString() });
+    });
+  }
+
+  /** Reads a machine with every tag. */
+  getMachine(machineId: string): Promise<MachineView> {
+    return this.#transact("getMachine", async (trx) => {
+      const r = await trx
+        .selectFrom("machines as m")
+        .leftJoin("machine_provided as p", "p.machine_id", "m.machine_id")
+        .leftJoin("machine_agent_started as s", "s.machine_id", "m.machine_id")
+        .leftJoin("machine_agent_heartbeat as h", "h.machine_id", "m.machine_id")
+        .leftJoin("machine_hardware_report as hw", "hw.machine_id", "m.machine_id")
+        .leftJoin("machine_installation_request as rq", "rq.machine_id", "m.machine_id")
+        .leftJoin("machine_installation_report as rp", "rp.machine_id", "m.machine_id")
+        .select([
+          "m.machine_id",
+          "m.created_at",
+          "p.provider",
+          "p.provider_id",
+          "p.provider_status",
+          "p.provider_address",
+          "p.provider_location",
+          "s.agent_started_at",
+          "s.agent_public_key",
+          "h.agent_heartbeat_at",
+          "hw.reported_at as hw_reported_at",
+          "hw.hardware_report_raw",
+          "hw.hardware_report_json",
+          "rq.generation as rq_generation",
+          "rq.requested_at",
+          "rq.installation_request_raw",
+          "rp.generation as rp_generation",
+          "rp.reported_at as rp_reported_at",
+          "rp.result",
+          "rp.error_message",
+        ])
+        .where("m.machine_id", "=", machineId)
+        .executeTakeFirst();
+      if (!r) throw new MachineNotFoundError(machineId);
+      return {
+        machineId: r.machine_id,
+        createdAt: r.created_at,
+        provided:
+          r.provider !== null && r.provider_id !== null
+            ? {
+                provider: r.provider,
+                providerId: r.provider_id,
+                status: r.provider_status,
+                address: r.provider_address,
+                location: r.provider_location,
+              }
+            : null,
+        agentStarted:
+          r.agent_started_at !== null && r.agent_public_key !== null
+            ? {
+                startedAt: r.agent_started_at,
+                publicKey: r.agent_public_key,
+                keyFingerprint: keyFingerprint(r.agent_public_key),
+              }
+            : null,
+        agentHeartbeat: r.agent_heartbeat_at !== null ? { lastHeartbeatAt: r.agent_heartbeat_at } : null,
+        hardwareReport:
+          r.hw_reported_at !== null && r.hardware_report_raw !== null
+            ? { reportedAt: r.hw_reported_at, raw: r.hardware_report_raw, json: r.hardware_report_json }
+            : null,
+        installationRequest:
+          r.rq_generation !== null && r.requested_at !== null && r.installation_request_raw !== null
+            ? { generation: r.rq_generation, requestedAt: r.requested_at, raw: r.installation_request_raw }
+            : null,
+        installationReport:
+          r.rp_generation !== null && r.rp_reported_at !== null && r.result !== null
+            ? {
+                generation: r.rp_generation,
+                reportedAt: r.rp_reported_at,
+                result: r.result,
+                errorMessage: r.error_message,
+              }
+            : null,
+        installationPending: isInstallationPending(r.rq_generation, r.rp_generation),
+      };
+    });
+  }
+}
+
+async function requireMachine(trx: Transaction<Database>, machineId: string): Promise<void> {
+  const m = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
+  if (!m) throw new MachineNotFoundError(machineId);
+}
+
+async function addHistory(
+  trx: Transaction<Database>,
+  machineId: string,
+  at: Date,
+  event: string,
+  details: { [key: string]: JsonValue },
+): Promise<void> {
+  await trx
+    .insertInto("machine_history")
+    .values({ event_id: uuidv7({ msecs: at.getTime() }), machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
+    .execute();
+}

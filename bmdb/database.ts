@@ -1,0 +1,89 @@
+import type { ColumnType, Generated, Insertable, Selectable } from "kysely";
+
+// The single typed truth of the machine database schema. Every table but
+// machine_history is keyed by machine_id and holds at most one tag of its kind
+// per machine (the tag model of the system we re-create). Migrations in
+// migrations/ must produce exactly this shape.
+
+/** A timestamptz column: read as Date, written as Date. */
+type Timestamp = ColumnType<Date, Date | undefined, Date>;
+
+/** A JSON column: read as parsed JSON, written as a JSON string. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+type Json = ColumnType<JsonValue, string, string>;
+
+export interface MachinesTable {
+  machine_id: string;
+  created_at: Generated<Date>;
+}
+
+export interface MachineProvidedTable {
+  machine_id: string;
+  provider: string;
+  provider_id: string;
+  provider_status: string | null;
+  provider_address: string | null;
+  provider_location: string | null;
+}
+
+export interface MachineAgentStartedTable {
+  machine_id: string;
+  agent_started_at: Timestamp;
+  agent_public_key: Uint8Array;
+}
+
+export interface MachineAgentHeartbeatTable {
+  machine_id: string;
+  agent_heartbeat_at: Timestamp;
+}
+
+export interface MachineHardwareReportTable {
+  machine_id: string;
+  /** The serialized AgentHardwareReport exactly as the agent sent it. */
+  hardware_report_raw: Uint8Array;
+  /** Decoded view for operators and fleet queries; raw stays the truth. */
+  hardware_report_json: Json;
+  reported_at: Timestamp;
+}
+
+export interface MachineInstallationRequestTable {
+  machine_id: string;
+  generation: ColumnType<bigint, bigint, bigint>;
+  /** A serialized OSInstallationRequest, sent to the agent as is. */
+  installation_request_raw: Uint8Array;
+  requested_at: Timestamp;
+}
+
+export interface MachineInstallationReportTable {
+  machine_id: string;
+  generation: ColumnType<bigint, bigint, bigint>;
+  result: "success" | "error";
+  error_message: string | null;
+  /** The serialized OSInstallationReport exactly as the agent sent it. */
+  installation_report_raw: Uint8Array;
+  reported_at: Timestamp;
+}
+
+export interface MachineHistoryTable {
+  /** UUIDv7: time-ordered, so newest-first is an index scan. */
+  event_id: string;
+  /** Deliberately not a foreign key: history outlives the machine. */
+  machine_id: string;
+  occurred_at: Timestamp;
+  event: string;
+  details: Json;
+}
+
+export interface Database {
+  machines: MachinesTable;
+  machine_provided: MachineProvidedTable;
+  machine_agent_started: MachineAgentStartedTable;
+  machine_agent_heartbeat: MachineAgentHeartbeatTable;
+  machine_hardware_report: MachineHardwareReportTable;
+  machine_installation_request: MachineInstallationRequestTable;
+  machine_installation_report: MachineInstallationReportTable;
+  machine_history: MachineHistoryTable;
+}
+
+export type MachineRow = Selectable<MachinesTable>;
+export type HistoryInsert = Insertable<MachineHistoryTable>;

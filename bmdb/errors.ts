@@ -1,0 +1,31 @@
+// Domain errors of the machine database. The server maps them to gRPC status
+// codes at its edge; bmdb itself knows nothing of gRPC.
+
+export class BmdbError extends Error {}
+
+/** The named machine does not exist. */
+export class MachineNotFoundError extends BmdbError {
+  constructor(readonly machineId: string) {
+    super(`machine ${machineId} not found`);
+    this.name = "MachineNotFoundError";
+  }
+}
+
+/** Another machine already has this (provider, provider_id). */
+export class ProviderIdTakenError extends BmdbError {
+  constructor(readonly provider: string, readonly providerId: string) {
+    super(`provider ${provider} already has a machine with id ${providerId}`);
+    this.name = "ProviderIdTakenError";
+  }
+}
+
+/**
+ * The database failed (unreachable, gave up retrying, constraint we did not
+ * expect). The message is safe to log, not to show to untrusted callers.
+ */
+export class DatabaseUnavailableError extends BmdbError {
+  constructor(readonly operation: string, cause: unknown) {
+    super(`${operation}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = "DatabaseUnavailableError";
+  }
+}

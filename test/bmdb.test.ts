@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import { randomBytes } from "node:crypto";
+import { Bmdb, MachineNotFoundError, openBmdb, ProviderIdTakenError, keyFingerprint, migrate } from "../bmdb/index.js";
+import type { Database } from "../bmdb/index.js";
+import { testBackends, type TestDatabase } from "./helpers/databases.js";
+
+describe.each(testBackends())("bmdb on $name", (backend) => {
+  let tdb: TestDatabase;
+  let bmdb: Bmdb;
+
+  beforeAll(async () => {
+    tdb = await backend.create();
+    bmdb = await openBmdb(tdb.url);
+  });
+  afterAll(async () => {
+    await bmdb?.close();
+    await tdb?.drop();
+  });
+
+  it("applies migrations once and is idempotent on a second run", async () => {
+    expect(await migrate(bmdb.db)).toEqual([]);
+    const tables = await bmdb.db.introspection.getTables();
+    expect(tables.map((t) => t.name)).toEqual(
+      expect.arrayContaining(["machines", "machine_agent_started", "machine_history", "machine_installation_report"]),
+    );
+  });
+
+  it("authenticates only the registered (machine, key) pair", async () => {
+    const id = await bmdb.createMachine();
+    const key = randomBytes(32);
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: key })).toEqual({ authenticated: false });
+    await bmdb.registerAgent(id, key);
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: key })).toEqual({ authenticated: true, installationRequest: null });
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: randomBytes(32) })).toEqual({ authenticated: false });
+    const m = await bmdb.getMachine(id);
+    expect(m.agentHeartbeat?.lastHeartbeatAt).toBeInstanceOf(Date);
+    expect(m.agentStarted?.keyFingerprint).toBe(keyFingerprint(key));
+  });
+
+  it("writes nothing for an unauthenticated heartbeat", async () => {
+    const id = await bmdb.createMachine();
+    await bmdb.registerAgent(id, randomBytes(32));
+    const r = await bmdb.heartbeat({
+      machineId: id,
+      publicKey: randomBytes(32),
+      hardwareReport: { raw: Uint8Array.of(1, 2, 3), json: {} },
+    });
+    expect(r.authenticated).toBe(false);
+    const m = await bmdb.getMachine(id);
+    expect(m.agentHeartbeat).toBeNull();
+    expect(m.hardwareReport).toBeNull();
+  });
+
+  it("refuses a second machine with the same provider id and writes nothing", async () => {
+    const pid = `p-${randomBytes(4).toString("hex")}`;
+    const first = await bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } });
+    const before = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+    await expect(bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } })).rejects.toBeInstanceOf(ProviderIdTakenError);
+    const after = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+    expect(after.n).toBe(before.n);
+    expect((await bmdb.getMachine(first)).provided?.providerId).toBe(pid);
+    // The same provider id at another provider is a different machine.
+    await expect(bmdb.createMachine({ provider: { provider: "ovh", providerId: pid } })).resolves.toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("reports unknown machines as not found", async () => {
+    const unknown = "00000000-0000-4000-8000-000000000000";
+    await expect(bmdb.getMachine(unknown)).rejects.toBeInstanceOf(MachineNotFoundError);
+    await expect(bmdb.registerAgent(unknown, randomBytes(32))).rejects.toBeInstanceOf(MachineNotFoundError);
+    await expect(bmdb.setInstallationRequest(unknown, 1n, Uint8Array.of(8, 1))).rejects.toBeInstanceOf(MachineNotFoundError);
+  });
+
+  it("keeps generations beyond 2^53 exact", async () => {
+    const id = await bmdb.createMachine();
+    const key = randomBytes(32);
+    await bmdb.registerAgent(id, key);
+    const big = 2n ** 62n + 1n;
+    await bmdb.setInstallationRequest(id, big, Uint8Array.of(8, 9));
+    const m = await bmdb.getMachine(id);
+    expect(m.installationRequest?.generation).toBe(big);
+    expect(m.installationPending).toBe(true);
+    await bmdb.heartbeat({
+      machineId: id,
+      publicKey: key,
+      installationReport: { generation: big, result: "success", raw: Uint8Array.of(8, 1) },
+    });
+    const after = await bmdb.getMachine(id);
+    expect(after.installationReport?.generation).toBe(big);
+    expect(after.installationPending).toBe(false);
+  });
+
+  it("history outlives nothing it should not: rows per event, newest last by id", async () => {
+    const id = await bmdb.createMachine();
+    await bmdb.registerAgent(id, randomBytes(32));
+    await bmdb.setInstallationRequest(id, 5n, Uint8Array.of(8, 5));
+    const rows = await bmdb.db.selectFrom("machine_history").select(["event"]).where("machine_id", "=", id).orderBy("event_id").execute();
+    expect(rows.map((r) => r.event)).toEqual(["machine_created", "agent_registered", "installation_requested"]);
+  });
+});
+
+// Two servers starting on the same empty database at the same moment must
+// both come up with one schema. Only meaningful on a shared server.
+describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres", () => {
+  it("two migrators racing on an empty database both succeed", async () => {
+    const [factory] = testBackends().filter((b) => b.name === "postgres");
+    const tdb = await factory!.create();
+    const dbs = [0, 1, 2].map(
+      () => new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: tdb.url, max: 2 }) }) }),
+    );
+    try {
+      const applied = await Promise.all(dbs.map((db) => migrate(db)));
+      expect(applied.flat()).toEqual(["0001_initial"]);
+    } finally {
+      await Promise.all(dbs.map((db) => db.destroy()));
+      await tdb.drop();
+    }
+  });
+});
