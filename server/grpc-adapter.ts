@@ -1,0 +1,164 @@
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
+
+// One small adapter between protobuf-es v2 service descriptors and grpc-js,
+// instead of hand-written definitions per method: the path is
+// /<package>.<Service>/<Method> and (de)serialisation is toBinary/fromBinary.
+
+// The bytes each request was decoded from, for handlers that must keep what
+// the sender sent byte for byte (hardware reports of newer agents).
+const rawRequests = new WeakMap<object, Uint8Array>();
+
+/** The exact bytes a request message was decoded from, if it came off the wire. */
+export function rawRequestBytes(message: object): Uint8Array | undefined {
+  return rawRequests.get(message);
+}
+
+function methodDefinition(service: { typeName: string }, method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
+  return {
+    path: `/${service.typeName}/${method.name}`,
+    requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
+    responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
+    requestSerialize: (m: unknown) => Buffer.from(toBinary(method.input, m as MessageShape<DescMessage>)),
+    requestDeserialize: (b: Buffer) => {
+      const m = fromBinary(method.input, b);
+      rawRequests.set(m, b);
+      return m;
+    },
+    responseSerialize: (m: unknown) => Buffer.from(toBinary(method.output, m as MessageShape<DescMessage>)),
+    responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
+    originalName: method.localName,
+  };
+}
+
+/** The grpc-js service definition of a protobuf-es service descriptor. */
+export function serviceDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
+  return Object.fromEntries(service.methods.map((m) => [m.localName, methodDefinition(service, m)]));
+}
+
+type Unary<S extends GenServiceMethods> = {
+  [K in keyof S as S[K]["methodKind"] extends "unary" ? K : never]: S[K];
+};
+type ServerStreaming<S extends GenServiceMethods> = {
+  [K in keyof S as S[K]["methodKind"] extends "server_streaming" ? K : never]: S[K];
+};
+
+/** A unary handler: resolves with the response or throws (see ./rpc-error.ts). */
+export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  call: grpc.ServerUnaryCall<MessageShape<I>, MessageShape<O>>,
+) => Promise<MessageInitShape<O>>;
+
+/** A server-streaming handler: writes to call, resolves when the stream should end. */
+export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  call: grpc.ServerWritableStream<MessageShape<I>, MessageShape<O>>,
+  send: (message: MessageInitShape<O>) => boolean,
+) => Promise<void>;
+
+export type ServiceHandlers<S extends GenServiceMethods> = {
+  [K in keyof Unary<S>]: UnaryHandler<S[K]["input"], S[K]["output"]>;
+} & {
+  [K in keyof ServerStreaming<S>]: ServerStreamingHandler<S[K]["input"], S[K]["output"]>;
+};
+
+/** Turns a thrown error into the status sent to the caller. */
+export type ErrorMapper = (error: unknown, method: DescMethod) => grpc.ServiceError | Partial<grpc.StatusObject>;
+
+/**
+ * The grpc-js implementation of promise-based handlers. Every error a
+ * handler throws goes through toStatus, the one place codes are chosen.
+ */
+export function implement<S extends GenServiceMethods>(
+  service: GenService<S>,
+  handlers: ServiceHandlers<S>,
+  toStatus: ErrorMapper,
+): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  const table = handlers as unknown as Record<string, (...args: never[]) => Promise<unknown>>;
+  for (const method of service.methods) {
+    const handler = table[method.localName];
+    if (!handler) throw new Error(`no handler for ${service.typeName}.${method.name}`);
+    if (method.methodKind === "unary") {
+      const h = handler as unknown as UnaryHandler<DescMessage, DescMessage>;
+      impl[method.localName] = (call: grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>, callback: grpc.sendUnaryData<MessageShape<DescMessage>>) => {
+        h(call.request, call).then(
+          (res) => callback(null, create(method.output, res)),
+          (err: unknown) => callback(toStatus(err, method)),
+        );
+      };
+    } else if (method.methodKind === "server_streaming") {
+      const h = handler as unknown as ServerStreamingHandler<DescMessage, DescMessage>;
+      impl[method.localName] = (call: grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>) => {
+        const send = (m: MessageInitShape<DescMessage>) => call.write(create(method.output, m));
+        h(call.request, call, send).then(
+          () => call.end(),
+          (err: unknown) => call.destroy(Object.assign(new Error(), toStatus(err, method))),
+        );
+      };
+    } else {
+      throw new Error(`${service.typeName}.${method.name}: ${method.methodKind} is not supported`);
+    }
+  }
+  return impl;
+}
+
+export interface CallOptions {
+  deadline?: grpc.Deadline;
+  metadata?: grpc.Metadata;
+}
+
+export type ServiceClient<S extends GenServiceMethods> = {
+  [K in keyof Unary<S>]: (
+    request: MessageInitShape<S[K]["input"]>,
+    options?: CallOptions,
+  ) => Promise<MessageShape<S[K]["output"]>>;
+} & {
+  [K in keyof ServerStreaming<S>]: (
+    request: MessageInitShape<S[K]["input"]>,
+    options?: CallOptions,
+  ) => grpc.ClientReadableStream<MessageShape<S[K]["output"]>>;
+} & { close(): void; grpc: grpc.Client };
+
+/** A promise-based client of a protobuf-es service over grpc-js. */
+export function createClient<S extends GenServiceMethods>(
+  service: GenService<S>,
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  options: grpc.ClientOptions = {},
+): ServiceClient<S> {
+  const client = new grpc.Client(address, credentials, options);
+  const stub: Record<string, unknown> = {
+    close: () => client.close(),
+    grpc: client,
+  };
+  for (const method of service.methods) {
+    const def = methodDefinition(service, method);
+    if (method.methodKind === "unary") {
+      stub[method.localName] = (req: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
+        new Promise((resolve, reject) => {
+          client.makeUnaryRequest(
+            def.path,
+            def.requestSerialize,
+            def.responseDeserialize,
+            create(method.input, req),
+            opts.metadata ?? new grpc.Metadata(),
+            opts.deadline !== undefined ? { deadline: opts.deadline } : {},
+            (err, res) => (err ? reject(err) : resolve(res)),
+          );
+        });
+    } else if (method.methodKind === "server_streaming") {
+      stub[method.localName] = (req: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
+        client.makeServerStreamRequest(
+          def.path,
+          def.requestSerialize,
+          def.responseDeserialize,
+          create(method.input, req),
+          opts.metadata ?? new grpc.Metadata(),
+          opts.deadline !== undefined ? { deadline: opts.deadline } : {},
+        );
+    }
+  }
+  return stub as ServiceClient<S>;
+}

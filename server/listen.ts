@@ -1,0 +1,47 @@
+import { createServer, type Server, type Socket } from "node:net";
+
+/** A parsed listen address; host "" means every interface. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses "host:port", ":port" or "[v6]:port". */
+export function parseListenAddress(text: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`invalid listen address "${text}": want HOST:PORT, :PORT or [V6]:PORT`);
+  return { host: m[1] ?? m[2] ?? "", port };
+}
+
+/** "host:port" of a listening server, for logs and clients. */
+export function boundAddress(server: Server): string {
+  const a = server.address();
+  if (a === null || typeof a === "string") throw new Error("server is not listening on TCP");
+  return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+/**
+ * Listens on address and hands every connection to onConnection. Rejects with
+ * a one-line reason (address in use, permission) instead of crashing later.
+ */
+export function listen(address: ListenAddress, what: string, onConnection: (socket: Socket) => void): Promise<Server> {
+  const server = createServer(onConnection);
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const reason =
+        err.code === "EADDRINUSE" ? "address already in use" : err.code === "EACCES" ? "permission denied" : err.message;
+      reject(new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`));
+    };
+    server.once("error", onError);
+    server.listen({ port: address.port, ...(address.host ? { host: address.host } : {}) }, () => {
+      server.off("error", onError);
+      resolve(server);
+    });
+  });
+}
+
+/** Stops accepting connections; open connections are left to their owner. */
+export function stopListening(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,157 @@
+import * as grpc from "@grpc/grpc-js";
+import { toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import type { DescFile } from "@bufbuild/protobuf";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import type { Server as NetServer } from "node:net";
+import type { Logger } from "pino";
+import type { Bmdb } from "../bmdb/index.js";
+import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { AgentCallback as NewAgentCallback, file_cloud_agent_api_agent_callback } from "../gen/cloud/agent/api/agent_callback_pb.js";
+import { AgentCallback, file_cloud_bmaas_server_api_agent } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import { agentCallbackHandlers } from "./agent-callback-service.js";
+import { listenForAgents } from "./agent-listener.js";
+import { implement, serviceDefinition } from "./grpc-adapter.js";
+import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
+import { operatorHandlers } from "./operator-service.js";
+import type { PeerRegistry } from "./peer-identity.js";
+import { statusMapper } from "./rpc-error.js";
+
+export interface ServerOptions {
+  /** Agent listener, e.g. ":8080". */
+  publicListenAddress: string;
+  /** Operator listener, e.g. ":4242". */
+  internalListenAddress: string;
+  /** PEM certificate and key the server presents on both listeners. */
+  serverCert: string;
+  serverKey: string;
+  /** PEM CA that operator client certificates must chain to. */
+  operatorCa: string;
+  /** Larger requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
+  maxRequestBytes: number;
+  /** How long stop() lets in-flight RPCs finish before cutting them off. */
+  shutdownGraceMs?: number;
+  bmdb: Bmdb;
+  logger: Logger;
+}
+
+/** Every file the internal listener describes through reflection, imports included. */
+function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
+  const seen = new Map<string, DescFile>();
+  const visit = (f: DescFile) => {
+    if (seen.has(f.name)) return;
+    seen.set(f.name, f);
+    f.dependencies.forEach(visit);
+  };
+  roots.forEach(visit);
+  return [...seen.values()].map((f) => toBinary(FileDescriptorProtoSchema, f.proto));
+}
+
+/**
+ * A running server: the public agent listener and the internal operator
+ * listener over one machine database.
+ */
+export class BmaasServer {
+  private constructor(
+    readonly publicAddress: string,
+    readonly internalAddress: string,
+    readonly peers: PeerRegistry,
+    private readonly grpcServers: grpc.Server[],
+    private readonly listeners: NetServer[],
+    private readonly health: HealthImplementation,
+    private readonly options: ServerOptions,
+  ) {}
+
+  static async start(options: ServerOptions): Promise<BmaasServer> {
+    const { bmdb, logger } = options;
+    const toStatus = statusMapper(logger);
+
+    const publicGrpc = new grpc.Server({
+      "grpc.max_receive_message_length": options.maxRequestBytes,
+      // Agents keep one connection for their lifetime; answer their pings.
+      "grpc.keepalive_permit_without_calls": 1,
+    });
+    const listeners: NetServer[] = [];
+    try {
+      const agents = await listenForAgents(publicGrpc, grpc.ServerCredentials.createInsecure(), {
+        address: parseListenAddress(options.publicListenAddress),
+        cert: options.serverCert,
+        key: options.serverKey,
+        logger,
+      });
+      listeners.push(agents.server);
+      const heartbeat = agentCallbackHandlers({ bmdb, peers: agents.peers, logger });
+      // Both service names, one handler: older agents dial the first, newer the second.
+      publicGrpc.addService(serviceDefinition(AgentCallback), implement(AgentCallback, heartbeat, toStatus));
+      publicGrpc.addService(serviceDefinition(NewAgentCallback), implement(NewAgentCallback, heartbeat, toStatus));
+
+      const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
+      internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operatorHandlers({ bmdb }), toStatus));
+      const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
+      health.addToServer(internalGrpc);
+      const files = reflectionFiles(file_bmaas_operator_v1_operator, file_cloud_bmaas_server_api_agent, file_cloud_agent_api_agent_callback);
+      // @grpc/reflection reads descriptors from a proto-loader package
+      // definition; only fileDescriptorProtos of each entry is used.
+      const packageDefinition = { descriptors: { fileDescriptorProtos: files } };
+      new ReflectionService(packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0]).addToServer(internalGrpc);
+
+      // mTLS: the handshake itself fails for clients without a certificate
+      // from the operator CA, before any RPC.
+      const operatorCredentials = grpc.ServerCredentials.createSsl(
+        Buffer.from(options.operatorCa),
+        [{ private_key: Buffer.from(options.serverKey), cert_chain: Buffer.from(options.serverCert) }],
+        true,
+      );
+      const injector = internalGrpc.createConnectionInjector(operatorCredentials);
+      const internal = await listen(parseListenAddress(options.internalListenAddress), "operators", (socket) =>
+        injector.injectConnection(socket),
+      );
+      listeners.push(internal);
+
+      const server = new BmaasServer(
+        boundAddress(agents.server),
+        boundAddress(internal),
+        agents.peers,
+        [publicGrpc, internalGrpc],
+        listeners,
+        health,
+        options,
+      );
+      logger.info({ public: server.publicAddress, internal: server.internalAddress }, "listening");
+      return server;
+    } catch (error) {
+      listeners.forEach((l) => l.close());
+      publicGrpc.forceShutdown();
+      throw error;
+    }
+  }
+
+  /**
+   * Stops accepting connections, lets in-flight RPCs finish (up to the grace
+   * period), then closes what is left. The database is the caller's to close.
+   */
+  async stop(): Promise<void> {
+    this.health.setStatus("", "NOT_SERVING");
+    const closed = this.listeners.map(stopListening);
+    const grace = this.options.shutdownGraceMs ?? 10_000;
+    await Promise.all(
+      this.grpcServers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              this.options.logger.warn("shutdown grace period over: cancelling remaining RPCs");
+              s.forceShutdown();
+              resolve();
+            }, grace);
+            timer.unref();
+            s.tryShutdown(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
+    await Promise.all(closed);
+  }
+}
