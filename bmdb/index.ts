@@ -8,3 +8,4 @@ export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";
 export type { Backend, OpenOptions } from "./open.js";
 export type { TransactionStats } from "./private/transact.js";
+export { BmdbConfig, type BmdbFlags } from "./config.js";

@@ -26,10 +26,16 @@ function publicKeyArg(key: Uint8Array): Uint8Array {
   if (key.length !== 32) {
     throw new RpcError(grpc.status.INVALID_ARGUMENT, `public_key must be 32 bytes (raw Ed25519), got ${key.length}`);
   }
+  let point: ed.Point;
   try {
-    ed.Point.fromBytes(key);
+    point = ed.Point.fromBytes(key);
   } catch {
     throw new RpcError(grpc.status.INVALID_ARGUMENT, "public_key is not a valid Ed25519 public key");
+  }
+  // Small-order points (the all-zero key among them) verify forged signatures;
+  // no honest key generator produces one.
+  if (point.isSmallOrder() || !point.isTorsionFree()) {
+    throw new RpcError(grpc.status.INVALID_ARGUMENT, "public_key is not a valid Ed25519 public key (small order)");
   }
   return key;
 }

@@ -3,13 +3,14 @@ import { toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { DescFile } from "@bufbuild/protobuf";
 import { ReflectionService } from "@grpc/reflection";
-import { HealthImplementation } from "grpc-health-check";
+import { loadSync } from "@grpc/proto-loader";
+import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
 import type { Server as NetServer } from "node:net";
 import type { Logger } from "pino";
 import type { Bmdb } from "../bmdb/index.js";
 import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
-import { AgentCallback as NewAgentCallback, file_cloud_agent_api_agent_callback } from "../gen/cloud/agent/api/agent_callback_pb.js";
-import { AgentCallback, file_cloud_bmaas_server_api_agent } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
+import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { agentCallbackHandlers } from "./agent-callback-service.js";
 import { listenForAgents } from "./agent-listener.js";
 import { implement, serviceDefinition } from "./grpc-adapter.js";
@@ -90,11 +91,16 @@ export class BmaasServer {
       internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operatorHandlers({ bmdb }), toStatus));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);
-      const files = reflectionFiles(file_bmaas_operator_v1_operator, file_cloud_bmaas_server_api_agent, file_cloud_agent_api_agent_callback);
       // @grpc/reflection reads descriptors from a proto-loader package
-      // definition; only fileDescriptorProtos of each entry is used.
-      const packageDefinition = { descriptors: { fileDescriptorProtos: files } };
-      new ReflectionService(packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0]).addToServer(internalGrpc);
+      // definition, of which it uses only each entry's fileDescriptorProtos:
+      // ours come from protobuf-es, health's from its own .proto file.
+      const packageDefinition = {
+        ...loadSync(healthProtoPath),
+        "bmaas.descriptors": { fileDescriptorProtos: reflectionFiles(file_bmaas_operator_v1_operator) },
+      };
+      new ReflectionService(packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0], {
+        services: [OperatorService.typeName, "grpc.health.v1.Health"],
+      }).addToServer(internalGrpc);
 
       // mTLS: the handshake itself fails for clients without a certificate
       // from the operator CA, before any RPC.

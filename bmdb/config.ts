@@ -1,0 +1,55 @@
+import { InvalidArgumentError, Option, type Command } from "commander";
+import type { OpenOptions } from "./open.js";
+
+/** The flags that pick and tune the machine database, with env fallbacks. */
+export interface BmdbFlags {
+  databaseUrl?: string;
+  skipMigrations?: boolean;
+  dbPoolSize?: number;
+  dbMaxAttempts?: number;
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`must be a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+export const BmdbConfig = {
+  /** Adds the database flags to cmd. */
+  registerFlags(cmd: Command): Command {
+    return cmd
+      .addOption(
+        new Option("--database-url <url>", "postgres://…, memory:// (PGlite in memory) or a directory / file://DIR (PGlite on disk)").env(
+          "BMAAS_DATABASE_URL",
+        ),
+      )
+      .addOption(new Option("--skip-migrations", "do not apply schema migrations at start").env("BMAAS_SKIP_MIGRATIONS"))
+      .addOption(
+        new Option("--db-pool-size <n>", "PostgreSQL connections").env("BMAAS_DB_POOL_SIZE").argParser(positiveInt("--db-pool-size")).default(10),
+      )
+      .addOption(
+        new Option("--db-max-attempts <n>", "attempts per transaction on serialization failure")
+          .env("BMAAS_DB_MAX_ATTEMPTS")
+          .argParser(positiveInt("--db-max-attempts"))
+          .default(10),
+      );
+  },
+
+  /** The URL and open options from parsed flags; throws a one-line reason. */
+  fromFlags(flags: BmdbFlags): { url: string; options: OpenOptions } {
+    if (!flags.databaseUrl) {
+      throw new Error("--database-url is required (postgres://…, memory://, or a directory for PGlite on disk)");
+    }
+    return {
+      url: flags.databaseUrl,
+      options: {
+        migrate: !flags.skipMigrations,
+        ...(flags.dbPoolSize !== undefined && { poolSize: flags.dbPoolSize }),
+        ...(flags.dbMaxAttempts !== undefined && { maxAttempts: flags.dbMaxAttempts }),
+      },
+    };
+  },
+};

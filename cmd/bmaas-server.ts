@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+import { Command } from "commander";
+import { relative } from "node:path";
+import { pino } from "pino";
+import { BmdbConfig, openBmdb, type Bmdb, type BmdbFlags } from "../bmdb/index.js";
+import { ServerConfig, type ServerConfigValues, type ServerFlags } from "../server/config.js";
+import { DEV_CERT_FILES } from "../server/certs.js";
+import { BmaasServer } from "../server/server.js";
+import { fail } from "./private/fail.js";
+
+const NAME = "bmaas-server";
+
+function devBanner(config: ServerConfigValues, server: BmaasServer): string {
+  const dir = config.devCerts!.dir;
+  const shown = relative(process.cwd(), dir) || ".";
+  const port = (addr: string) => addr.slice(addr.lastIndexOf(":") + 1);
+  return [
+    "",
+    `bmaas-server is running on development certificates (${config.devCerts!.created ? "created now" : "reused"}) in ${shown}/`,
+    `  agents     TLS on ${server.publicAddress}: dial localhost:${port(server.publicAddress)} with an Ed25519 self-signed`,
+    `             client certificate and trust ${shown}/${DEV_CERT_FILES.caCert}`,
+    `  operators  mTLS on ${server.internalAddress}: ${shown}/${DEV_CERT_FILES.operatorCert} + ${DEV_CERT_FILES.operatorKey}`,
+    `  bmctl      npx bmctl machine create      (finds these certificates and this server by itself)`,
+    `             npx bmctl agent register MACHINE_ID PUBKEY`,
+    `             npx bmctl machine get MACHINE_ID`,
+    "",
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  const program = new Command(NAME)
+    .description("Bare-metal agent callback server: agents heartbeat over TLS, operators steer over mTLS.")
+    .configureOutput({ outputError: (str, write) => write(str.trim().split("\n")[0] + "\n") })
+    .showHelpAfterError(false)
+    .addHelpText("after", "\nExample:\n  bmaas-server --dev-certs .bmaas-dev/certs --database-url .bmaas-dev/db\n");
+  ServerConfig.registerFlags(program);
+  BmdbConfig.registerFlags(program);
+  program.parse();
+  const flags = program.opts<ServerFlags & BmdbFlags>();
+
+  let config: ServerConfigValues;
+  let db: { url: string; options: Parameters<typeof openBmdb>[1] };
+  try {
+    db = BmdbConfig.fromFlags(flags);
+    config = await ServerConfig.resolve(flags);
+  } catch (e) {
+    fail(NAME, (e as Error).message, 2);
+  }
+
+  const logger = pino({ level: config.logLevel, base: { svc: NAME } });
+  let bmdb: Bmdb;
+  try {
+    bmdb = await openBmdb(db.url, db.options);
+  } catch (e) {
+    fail(NAME, `cannot open database: ${(e as Error).message}`);
+  }
+  let server: BmaasServer;
+  try {
+    server = await BmaasServer.start({ ...config, bmdb, logger });
+  } catch (e) {
+    await bmdb.close().catch(() => {});
+    fail(NAME, (e as Error).message);
+  }
+  if (config.devCerts) process.stdout.write(devBanner(config, server) + "\n");
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "stopping: no new connections, finishing in-flight RPCs");
+    await server.stop();
+    await bmdb.close();
+    logger.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+void main();

@@ -1,0 +1,113 @@
+import { InvalidArgumentError, Option, type Command } from "commander";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { loadOrCreateDevCerts } from "./certs.js";
+import { parseListenAddress } from "./listen.js";
+
+/** Flags of the server itself (the database's are bmdb's own). */
+export interface ServerFlags {
+  publicListen: string;
+  internalListen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  operatorCa?: string;
+  devCerts?: string;
+  maxRequestBytes: number;
+  shutdownGrace: number;
+  logLevel: string;
+}
+
+/** What the flags resolve to: addresses checked, certificate files read. */
+export interface ServerConfigValues {
+  publicListenAddress: string;
+  internalListenAddress: string;
+  serverCert: string;
+  serverKey: string;
+  operatorCa: string;
+  maxRequestBytes: number;
+  shutdownGraceMs: number;
+  logLevel: string;
+  /** Set when --dev-certs was used: where the files are and whether this start made them. */
+  devCerts?: { dir: string; created: boolean };
+}
+
+function nonNegative(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`must be a non-negative number, got "${v}"`);
+    return n;
+  };
+}
+
+function readPem(flag: string, file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+}
+
+export const ServerConfig = {
+  registerFlags(cmd: Command): Command {
+    return cmd
+      .addOption(new Option("--public-listen <addr>", "agent listener (TLS)").env("BMAAS_PUBLIC_LISTEN").default(":8080"))
+      .addOption(new Option("--internal-listen <addr>", "operator listener (mTLS)").env("BMAAS_INTERNAL_LISTEN").default(":4242"))
+      .addOption(new Option("--tls-cert <file>", "PEM certificate the server presents").env("BMAAS_TLS_CERT"))
+      .addOption(new Option("--tls-key <file>", "PEM private key of --tls-cert").env("BMAAS_TLS_KEY"))
+      .addOption(new Option("--operator-ca <file>", "PEM CA that operator client certificates must chain to").env("BMAAS_OPERATOR_CA"))
+      .addOption(
+        new Option("--dev-certs <dir>", "development PKI: created in DIR on first start, reused later (instead of the three TLS flags)").env(
+          "BMAAS_DEV_CERTS",
+        ),
+      )
+      .addOption(
+        new Option("--max-request-bytes <n>", "largest request accepted")
+          .env("BMAAS_MAX_REQUEST_BYTES")
+          .argParser(nonNegative("--max-request-bytes"))
+          .default(4 * 1024 * 1024),
+      )
+      .addOption(
+        new Option("--shutdown-grace <seconds>", "time in-flight RPCs get to finish on SIGTERM")
+          .env("BMAAS_SHUTDOWN_GRACE")
+          .argParser(nonNegative("--shutdown-grace"))
+          .default(10),
+      )
+      .addOption(
+        new Option("--log-level <level>", "log level").env("BMAAS_LOG_LEVEL").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
+      );
+  },
+
+  /** Checks the flags and loads the certificates; throws a one-line reason. */
+  async resolve(flags: ServerFlags): Promise<ServerConfigValues> {
+    parseListenAddress(flags.publicListen);
+    parseListenAddress(flags.internalListen);
+    const files = [flags.tlsCert, flags.tlsKey, flags.operatorCa];
+    const base = {
+      publicListenAddress: flags.publicListen,
+      internalListenAddress: flags.internalListen,
+      maxRequestBytes: flags.maxRequestBytes,
+      shutdownGraceMs: flags.shutdownGrace * 1000,
+      logLevel: flags.logLevel,
+    };
+    if (flags.devCerts) {
+      if (files.some((f) => f)) throw new Error("use either --dev-certs or --tls-cert/--tls-key/--operator-ca, not both");
+      const dev = await loadOrCreateDevCerts(resolve(flags.devCerts));
+      return {
+        ...base,
+        serverCert: dev.server.cert,
+        serverKey: dev.server.key,
+        operatorCa: dev.ca.cert,
+        devCerts: { dir: dev.dir, created: dev.created },
+      };
+    }
+    if (!files.every((f) => f)) {
+      throw new Error("TLS is required: give --tls-cert, --tls-key and --operator-ca, or --dev-certs DIR for development");
+    }
+    return {
+      ...base,
+      serverCert: readPem("--tls-cert", flags.tlsCert!),
+      serverKey: readPem("--tls-key", flags.tlsKey!),
+      operatorCa: readPem("--operator-ca", flags.operatorCa!),
+    };
+  },
+};
