@@ -4,6 +4,8 @@ import { BmdbError, DatabaseUnavailableError } from "../errors.js";
 
 /** Counters of transaction outcomes, read by metrics. */
 export interface TransactionStats {
+  /** Every attempt to run a transaction, first tries and retries alike. */
+  attempts: number;
   /** Transactions that committed. */
   executed: number;
   /** Attempts repeated after a serialization failure. */
@@ -15,7 +17,7 @@ export interface TransactionStats {
 }
 
 export function newTransactionStats(): TransactionStats {
-  return { executed: 0, retried: 0, failed: 0, rejected: 0 };
+  return { attempts: 0, executed: 0, retried: 0, failed: 0, rejected: 0 };
 }
 
 /** The error codes after which repeating the whole transaction can succeed. */
@@ -43,6 +45,7 @@ export async function transact<T>(
   fn: (trx: Transaction<Database>) => Promise<T>,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
+    stats.attempts++;
     try {
       const result = await db.transaction().setIsolationLevel("serializable").execute(fn);
       stats.executed++;
