@@ -1,6 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { fromBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { validate as isUuid } from "uuid";
 import type { Bmdb, HeartbeatInput } from "../bmdb/index.js";
@@ -41,6 +42,8 @@ export interface AgentCallbackDeps {
   bmdb: Bmdb;
   peers: PeerRegistry;
   logger: Logger;
+  /** Sent to agents as suggested_interval when set, so operators can pace the fleet. */
+  suggestedIntervalMs?: number;
 }
 
 // One answer for every authentication failure after the transport check, so
@@ -52,6 +55,7 @@ type Response = MessageInitShape<typeof HeartbeatResponseSchema>;
 /** Heartbeat, shared by both AgentCallback service names. */
 export function agentCallbackHandlers(deps: AgentCallbackDeps): ServiceHandlers<(typeof AgentCallback)["method"]> {
   const { bmdb, peers, logger } = deps;
+  const pace = deps.suggestedIntervalMs ? { suggestedInterval: durationFromMs(deps.suggestedIntervalMs) } : {};
 
   const heartbeat = async (req: HeartbeatRequest, call: grpc.ServerUnaryCall<HeartbeatRequest, unknown>): Promise<Response> => {
     const peer = peers.lookup(call.getPeer());
@@ -92,8 +96,8 @@ export function agentCallbackHandlers(deps: AgentCallbackDeps): ServiceHandlers<
       logger.warn({ peer: call.getPeer(), machineId, keyFingerprint: peer.keyFingerprint }, "agent refused: not registered");
       throw new RpcError(grpc.status.UNAUTHENTICATED, NOT_REGISTERED);
     }
-    if (!result.installationRequest) return {};
-    return { installationRequest: fromBinary(OSInstallationRequestSchema, result.installationRequest) };
+    if (!result.installationRequest) return pace;
+    return { ...pace, installationRequest: fromBinary(OSInstallationRequestSchema, result.installationRequest) };
   };
 
   return { heartbeat };

@@ -14,6 +14,7 @@ export interface ServerFlags {
   devCerts?: string;
   maxRequestBytes: number;
   shutdownGrace: number;
+  agentHeartbeatInterval: number;
   logLevel: string;
 }
 
@@ -26,6 +27,7 @@ export interface ServerConfigValues {
   operatorCa: string;
   maxRequestBytes: number;
   shutdownGraceMs: number;
+  agentHeartbeatIntervalMs: number;
   logLevel: string;
   /** Set when --dev-certs was used: where the files are and whether this start made them. */
   devCerts?: { dir: string; created: boolean };
@@ -73,6 +75,12 @@ export const ServerConfig = {
           .default(10),
       )
       .addOption(
+        new Option("--agent-heartbeat-interval <seconds>", "interval suggested to agents in every answer (0: none, agents keep their own)")
+          .env("BMAAS_AGENT_HEARTBEAT_INTERVAL")
+          .argParser(nonNegative("--agent-heartbeat-interval"))
+          .default(0),
+      )
+      .addOption(
         new Option("--log-level <level>", "log level").env("BMAAS_LOG_LEVEL").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
       );
   },
@@ -87,6 +95,7 @@ export const ServerConfig = {
       internalListenAddress: flags.internalListen,
       maxRequestBytes: flags.maxRequestBytes,
       shutdownGraceMs: flags.shutdownGrace * 1000,
+      agentHeartbeatIntervalMs: flags.agentHeartbeatInterval * 1000,
       logLevel: flags.logLevel,
     };
     if (flags.devCerts) {

@@ -31,6 +31,8 @@ export interface ServerOptions {
   operatorCa: string;
   /** Larger requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
   maxRequestBytes: number;
+  /** Heartbeat interval suggested to agents in every answer (unset: none). */
+  agentHeartbeatIntervalMs?: number;
   /** How long stop() lets in-flight RPCs finish before cutting them off. */
   shutdownGraceMs?: number;
   bmdb: Bmdb;
@@ -82,7 +84,12 @@ export class BmaasServer {
         logger,
       });
       listeners.push(agents.server);
-      const heartbeat = agentCallbackHandlers({ bmdb, peers: agents.peers, logger });
+      const heartbeat = agentCallbackHandlers({
+        bmdb,
+        peers: agents.peers,
+        logger,
+        ...(options.agentHeartbeatIntervalMs && { suggestedIntervalMs: options.agentHeartbeatIntervalMs }),
+      });
       // Both service names, one handler: older agents dial the first, newer the second.
       publicGrpc.addService(serviceDefinition(AgentCallback), implement(AgentCallback, heartbeat, toStatus));
       publicGrpc.addService(serviceDefinition(NewAgentCallback), implement(NewAgentCallback, heartbeat, toStatus));
