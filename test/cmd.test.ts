@@ -5,29 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newAgent, type Pki } from "./helpers/server.js";
+import { ROOT, runScript, type Run } from "./helpers/process.js";
 
 // bmaas-server and bmctl run as real processes (through tsx, so the tests need
 // no build step) against each other on ephemeral ports.
 
-const ROOT = join(import.meta.dirname, "..");
 const TSX = ["--import", "tsx"];
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [...TSX, join(ROOT, "cmd", script), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.on("data", (d) => (stdout += d));
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runScript;
 
 interface Started {
   proc: ChildProcess;

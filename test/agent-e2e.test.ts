@@ -1,0 +1,121 @@
+import { cpus } from "node:os";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { testBackends } from "./helpers/databases.js";
+import { runScript } from "./helpers/process.js";
+import { startTestServer } from "./helpers/server.js";
+
+// bmaas-agent and bmctl as processes against a real server: keygen →
+// bmctl agent register → run --once → bmctl machine get shows this machine's
+// real hardware; then an installation runs exactly once and stops the request.
+
+describe("bmaas-agent end to end", () => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  let dir: string;
+  let certs: string;
+  const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
+  const agent = (...args: string[]) => runScript("bmaas-agent.ts", args);
+
+  beforeAll(async () => {
+    t = await startTestServer(testBackends()[0]!, { agentHeartbeatIntervalMs: 7_000 });
+    dir = mkdtempSync(join(tmpdir(), "bmaas-agent-e2e-"));
+    certs = join(dir, "certs");
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(certs);
+    writeFileSync(join(certs, "ca.pem"), t.pki.ca.cert);
+    writeFileSync(join(certs, "operator.pem"), t.pki.operator.cert);
+    writeFileSync(join(certs, "operator-key.pem"), t.pki.operator.key);
+  });
+  afterAll(async () => {
+    await t?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("registers, heartbeats once with this machine's hardware, and installs exactly once", async () => {
+    const key = join(dir, "agent.key");
+    const keygen = await agent("keygen", "--key", key);
+    expect(keygen.code).toBe(0);
+    const pub = keygen.stdout.trim();
+    expect(pub).toMatch(/^[0-9a-f]{64}$/);
+    expect((await agent("pubkey", "--key", key)).stdout.trim()).toBe(pub);
+    const again = await agent("keygen", "--key", key);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/refusing to overwrite/);
+
+    const machineId = (await bmctl("machine", "create")).stdout.trim();
+    expect((await bmctl("agent", "register", machineId, pub)).code).toBe(0);
+
+    const state = join(dir, "state");
+    const counter = join(dir, "installs");
+    const installer = join(dir, "install.sh");
+    // Appends the request it got on stdin: counts runs and shows the payload.
+    writeFileSync(installer, `#!/bin/sh\ncat >> ${counter}\necho >> ${counter}\n`, { mode: 0o755 });
+    const run = (...extra: string[]) =>
+      agent("run", "--once", "--server", t.server.publicAddress, "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"),
+        "--state-dir", state, "--installer", installer, "--log-level", "info", ...extra);
+
+    const first = await run();
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/Init -> Heartbeat/);
+    expect(first.stderr).toMatch(/server suggested a heartbeat interval/);
+
+    const m = JSON.parse((await bmctl("machine", "get", machineId, "--json")).stdout) as {
+      agentHeartbeat?: unknown;
+      hardwareReport: { report: { cpu: { hardwareThreads: number }[]; memoryInstalledBytes: string } };
+    };
+    expect(m.agentHeartbeat).toBeDefined();
+    const threads = m.hardwareReport.report.cpu.reduce((a, c) => a + c.hardwareThreads, 0);
+    expect(threads).toBe(cpus().length);
+    const memTotal = Number(/^MemTotal:\s+(\d+)/m.exec(readFileSync("/proc/meminfo", "utf8"))![1]) * 1024;
+    expect(Number(m.hardwareReport.report.memoryInstalledBytes)).toBeGreaterThanOrEqual(memTotal);
+
+    expect((await bmctl("install", "request", machineId, "--generation", "42", "--root-device", "/dev/vda")).code).toBe(0);
+    const installRun = await run();
+    expect(installRun.code, installRun.stderr).toBe(0);
+    expect(installRun.stderr).toMatch(/Heartbeat -> Install: server requested installation generation 42/);
+    expect(readFileSync(counter, "utf8").trim().split("\n")).toHaveLength(1);
+    expect(JSON.parse(readFileSync(counter, "utf8"))).toMatchObject({ generation: "42", metropolis: { rootDevice: "/dev/vda" } });
+
+    const after = JSON.parse((await bmctl("machine", "get", machineId, "--json")).stdout) as {
+      installationReport: { generation: string; success: boolean };
+      installationPending?: boolean;
+    };
+    expect(after.installationReport).toMatchObject({ generation: "42", success: true });
+    expect(after.installationPending ?? false).toBe(false);
+
+    // The request is no longer sent, and the installer does not run again.
+    const third = await run();
+    expect(third.code).toBe(0);
+    expect(third.stderr).not.toMatch(/-> Install/);
+    expect(readFileSync(counter, "utf8").trim().split("\n")).toHaveLength(1);
+  });
+
+  it("exits with the gRPC status when the server refuses it", async () => {
+    const key = join(dir, "stranger.key");
+    await agent("keygen", "--key", key);
+    const r = await agent("run", "--once", "--server", t.server.publicAddress, "--machine-id", "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11",
+      "--key", key, "--ca", join(certs, "ca.pem"), "--state-dir", join(dir, "s2"), "--log-level", "silent");
+    expect(r.code).toBe(16); // UNAUTHENTICATED
+    expect(r.stderr).toMatch(/^bmaas-agent: heartbeat failed: code 16: /);
+  });
+
+  it("can skip server verification with --insecure, and says so", async () => {
+    const key = join(dir, "lab.key");
+    const pub = (await agent("keygen", "--key", key)).stdout.trim();
+    const machineId = (await bmctl("machine", "create")).stdout.trim();
+    await bmctl("agent", "register", machineId, pub);
+    const r = await agent("run", "--once", "--insecure", "--server", t.server.publicAddress, "--machine-id", machineId, "--key", key,
+      "--state-dir", join(dir, "s3"));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/NOT verified/);
+  });
+
+  it("refuses to run without a way to trust the server", async () => {
+    const r = await agent("run", "--server", "localhost:1", "--machine-id", "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11", "--key", join(dir, "agent.key"));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^bmaas-agent: give --ca FILE to verify the server, or --insecure/);
+    expect(existsSync(join(dir, "agent.key"))).toBe(true);
+  });
+});
