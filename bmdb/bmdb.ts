@@ -1,7 +1,9 @@
-import type { Kysely, Transaction } from "kysely";
+import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
 import { v4 as uuidv4, v7 as uuidv7 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
-import { MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
+import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
+import { DEFAULT_THRESHOLDS, fleetStats, listMachines, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
 
@@ -12,6 +14,13 @@ export interface BmdbOptions {
   /** Attempts per transaction before a serialization failure is given up on. */
   maxAttempts?: number;
   clock?: Clock;
+  thresholds?: FleetThresholds;
+}
+
+export interface HistoryPage {
+  events: MachineEvent[];
+  /** Cursor for the next (older) page. */
+  next: { occurredAt: Date; eventId: string } | undefined;
 }
 
 export interface HeartbeatInput {
@@ -79,15 +88,29 @@ export function isInstallationPending(requestGeneration: bigint | null, reportGe
  */
 export class Bmdb {
   readonly stats: TransactionStats = newTransactionStats();
+  readonly thresholds: FleetThresholds;
   readonly #maxAttempts: number;
   readonly #clock: Clock;
+  readonly #hub: EventHub | undefined;
 
   constructor(
     readonly db: Kysely<Database>,
     options: BmdbOptions = {},
+    hub?: EventHub,
   ) {
     this.#maxAttempts = options.maxAttempts ?? 10;
     this.#clock = options.clock ?? (() => new Date());
+    this.thresholds = options.thresholds ?? DEFAULT_THRESHOLDS;
+    this.#hub = hub;
+  }
+
+  /**
+   * Calls listener with every machine event committed from now on, by any
+   * server on this database. Returns the function that unsubscribes.
+   */
+  subscribe(listener: EventListener): Promise<() => void> {
+    if (!this.#hub) throw new Error("this database handle has no event source");
+    return this.#hub.subscribe(listener);
   }
 
   now(): Date {
@@ -95,6 +118,7 @@ export class Bmdb {
   }
 
   async close(): Promise<void> {
+    await this.#hub?.close();
     await this.db.destroy();
   }
 
@@ -127,11 +151,27 @@ export class Bmdb {
         .executeTakeFirst();
       if (!row) return { authenticated: false };
 
-      await trx
+      const beat = await trx
         .insertInto("machine_agent_heartbeat")
-        .values({ machine_id: input.machineId, agent_heartbeat_at: now })
-        .onConflict((oc) => oc.column("machine_id").doUpdateSet({ agent_heartbeat_at: now }))
-        .execute();
+        .values({ machine_id: input.machineId, agent_heartbeat_at: now, previous_heartbeat_at: null })
+        .onConflict((oc) =>
+          oc.column("machine_id").doUpdateSet((eb) => ({
+            previous_heartbeat_at: eb.ref("machine_agent_heartbeat.agent_heartbeat_at"),
+            previous_stale: eb.ref("machine_agent_heartbeat.stale"),
+            agent_heartbeat_at: now,
+            stale: false,
+          })),
+        )
+        .returning(["previous_heartbeat_at", "previous_stale"])
+        .executeTakeFirstOrThrow();
+      // History records transitions only: the first heartbeat, and coming
+      // back after the sweeper (or the clock) found the machine stale.
+      const previous = beat.previous_heartbeat_at;
+      if (previous === null) {
+        await this.#event(trx, input.machineId, now, "first_heartbeat", {});
+      } else if (beat.previous_stale || now.getTime() - previous.getTime() >= this.thresholds.heartbeatFreshMs) {
+        await this.#event(trx, input.machineId, now, "heartbeat_resumed", { silentForMs: now.getTime() - previous.getTime() });
+      }
 
       if (input.hardwareReport) {
         const values = {
@@ -139,11 +179,20 @@ export class Bmdb {
           hardware_report_json: JSON.stringify(input.hardwareReport.json),
           reported_at: now,
         };
-        await trx
+        // Agents resend the same report until it is accepted: only a
+        // different report is written (and recorded in history).
+        const changed = await trx
           .insertInto("machine_hardware_report")
           .values({ machine_id: input.machineId, ...values })
-          .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
-          .execute();
+          .onConflict((oc) =>
+            oc
+              .column("machine_id")
+              .doUpdateSet(values)
+              .where(sql<SqlBool>`machine_hardware_report.hardware_report_raw is distinct from excluded.hardware_report_raw`),
+          )
+          .returning("machine_id")
+          .executeTakeFirst();
+        if (changed) await this.#event(trx, input.machineId, now, "hardware_report_changed", { sizeBytes: input.hardwareReport.raw.length });
       }
 
       let reportGeneration = row.reportGeneration;
@@ -168,7 +217,7 @@ export class Bmdb {
           row.reportResult !== report.result ||
           row.reportError !== (report.errorMessage ?? null);
         if (changed) {
-          await addHistory(trx, input.machineId, now, "installation_reported", {
+          await this.#event(trx, input.machineId, now, "installation_reported", {
             generation: report.generation.toString(),
             result: report.result,
             ...(report.errorMessage ? { error: report.errorMessage } : {}),
@@ -206,7 +255,7 @@ export class Bmdb {
           .executeTakeFirst();
         if (!inserted) throw new ProviderIdTakenError(p.provider, p.providerId);
       }
-      await addHistory(trx, machineId, now, "machine_created", p ? { provider: p.provider, providerId: p.providerId } : {});
+      await this.#event(trx, machineId, now, "machine_created", p ? { provider: p.provider, providerId: p.providerId } : {});
       return machineId;
     });
   }
@@ -226,7 +275,7 @@ export class Bmdb {
         .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
         .execute();
       const fingerprint = keyFingerprint(publicKey);
-      await addHistory(trx, machineId, now, "agent_registered", { keyFingerprint: fingerprint });
+      await this.#event(trx, machineId, now, "agent_registered", { keyFingerprint: fingerprint });
       return { startedAt: now, keyFingerprint: fingerprint };
     });
   }
@@ -245,8 +294,132 @@ export class Bmdb {
         .values({ machine_id: machineId, ...values })
         .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
         .execute();
-      await addHistory(trx, machineId, now, "installation_requested", { generation: generation.toString() });
+      await this.#event(trx, machineId, now, "installation_requested", { generation: generation.toString() });
     });
+  }
+
+  /**
+   * Removes the machine's agent key and heartbeat: that agent is refused from
+   * now on. Returns the revoked key's fingerprint.
+   */
+  revokeAgent(machineId: string): Promise<string> {
+    return this.#transact("revokeAgent", async (trx) => {
+      const now = this.#clock();
+      await requireMachine(trx, machineId);
+      const gone = await trx.deleteFrom("machine_agent_started").where("machine_id", "=", machineId).returning("agent_public_key").executeTakeFirst();
+      if (!gone) throw new AgentNotRegisteredError(machineId);
+      await trx.deleteFrom("machine_agent_heartbeat").where("machine_id", "=", machineId).execute();
+      const fingerprint = keyFingerprint(gone.agent_public_key);
+      await this.#event(trx, machineId, now, "agent_revoked", { keyFingerprint: fingerprint });
+      return fingerprint;
+    });
+  }
+
+  /** Deletes the machine and every tag; its history stays. */
+  deleteMachine(machineId: string): Promise<void> {
+    return this.#transact("deleteMachine", async (trx) => {
+      const now = this.#clock();
+      const gone = await trx.deleteFrom("machines").where("machine_id", "=", machineId).returning("machine_id").executeTakeFirst();
+      if (!gone) throw new MachineNotFoundError(machineId);
+      await this.#event(trx, machineId, now, "machine_deleted", {});
+    });
+  }
+
+  /** Updates what the provider says of a provided machine; undefined fields stay. */
+  updateProvider(machineId: string, update: { status?: string; address?: string; location?: string }): Promise<void> {
+    return this.#transact("updateProvider", async (trx) => {
+      const now = this.#clock();
+      await requireMachine(trx, machineId);
+      const values = {
+        ...(update.status !== undefined && { provider_status: update.status }),
+        ...(update.address !== undefined && { provider_address: update.address }),
+        ...(update.location !== undefined && { provider_location: update.location }),
+      };
+      const q = trx.updateTable("machine_provided").where("machine_id", "=", machineId);
+      const done = Object.keys(values).length
+        ? await q.set(values).returning("machine_id").executeTakeFirst()
+        : await trx.selectFrom("machine_provided").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
+      if (!done) throw new NotProvidedError(machineId);
+      const details: { [key: string]: JsonValue } = {};
+      for (const [k, v] of Object.entries(update)) if (v !== undefined) details[k] = v;
+      await this.#event(trx, machineId, now, "provider_updated", details);
+    });
+  }
+
+  /** A page of machines matching filter, in machine ID order after `after`. */
+  listMachines(filter: ListFilter, pageSize: number, after?: string): Promise<{ machines: MachineSummary[]; nextAfter: string | undefined }> {
+    return this.#transact("listMachines", (trx) => listMachines(trx, this.#clock(), this.thresholds, filter, pageSize, after));
+  }
+
+  /** The fleet counters and hardware totals. */
+  fleetStats(): Promise<FleetStats> {
+    return this.#transact("fleetStats", (trx) => fleetStats(trx, this.#clock(), this.thresholds));
+  }
+
+  /** A machine's history, newest first; works for deleted machines too. */
+  getHistory(machineId: string, pageSize: number, before?: { occurredAt: Date; eventId: string }): Promise<HistoryPage> {
+    return this.#transact("getHistory", async (trx) => {
+      let q = trx.selectFrom("machine_history").selectAll().where("machine_id", "=", machineId);
+      if (before) {
+        q = q.where((eb) =>
+          eb.or([
+            eb("occurred_at", "<", before.occurredAt),
+            eb.and([eb("occurred_at", "=", before.occurredAt), eb("event_id", "<", before.eventId)]),
+          ]),
+        );
+      }
+      const rows = await q.orderBy("occurred_at", "desc").orderBy("event_id", "desc").limit(pageSize + 1).execute();
+      if (rows.length === 0 && !before) {
+        const exists = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
+        if (!exists) throw new MachineNotFoundError(machineId);
+      }
+      const events = rows.slice(0, pageSize).map((r) => ({
+        eventId: r.event_id,
+        machineId: r.machine_id,
+        occurredAt: r.occurred_at,
+        event: r.event as MachineEventKind,
+        details: r.details as { [key: string]: JsonValue },
+      }));
+      const last = events.at(-1);
+      return { events, next: rows.length > pageSize && last ? { occurredAt: last.occurredAt, eventId: last.eventId } : undefined };
+    });
+  }
+
+  /**
+   * Marks machines whose last heartbeat is no longer fresh as stale, once,
+   * recording "heartbeat_stale" for each. Run periodically by every server;
+   * the stale flag makes concurrent sweeps record each transition once.
+   */
+  sweepStale(): Promise<string[]> {
+    return this.#transact("sweepStale", async (trx) => {
+      const now = this.#clock();
+      const since = new Date(now.getTime() - this.thresholds.heartbeatFreshMs);
+      const rows = await trx
+        .updateTable("machine_agent_heartbeat")
+        .set({ stale: true })
+        .where("stale", "=", false)
+        .where("agent_heartbeat_at", "<", since)
+        .returning(["machine_id", "agent_heartbeat_at"])
+        .execute();
+      for (const r of rows) await this.#event(trx, r.machine_id, now, "heartbeat_stale", { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() });
+      return rows.map((r) => r.machine_id);
+    });
+  }
+
+  /** Writes a history row and announces it; both commit or neither does. */
+  async #event(
+    trx: Transaction<Database>,
+    machineId: string,
+    at: Date,
+    event: MachineEventKind,
+    details: { [key: string]: JsonValue },
+  ): Promise<void> {
+    const e: MachineEvent = { eventId: uuidv7({ msecs: at.getTime() }), machineId, occurredAt: at, event, details };
+    await trx
+      .insertInto("machine_history")
+      .values({ event_id: e.eventId, machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
+      .execute();
+    if (this.#hub) await sql`select pg_notify(${EVENTS_CHANNEL}, ${encodeEvent(e)})`.execute(trx);
   }
 
   /** Reads a machine with every tag. */
@@ -333,17 +506,4 @@ export class Bmdb {
 async function requireMachine(trx: Transaction<Database>, machineId: string): Promise<void> {
   const m = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
   if (!m) throw new MachineNotFoundError(machineId);
-}
-
-async function addHistory(
-  trx: Transaction<Database>,
-  machineId: string,
-  at: Date,
-  event: string,
-  details: { [key: string]: JsonValue },
-): Promise<void> {
-  await trx
-    .insertInto("machine_history")
-    .values({ event_id: uuidv7({ msecs: at.getTime() }), machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
-    .execute();
 }

@@ -35,6 +35,11 @@ export interface MachineAgentStartedTable {
 export interface MachineAgentHeartbeatTable {
   machine_id: string;
   agent_heartbeat_at: Timestamp;
+  /** Set once by the stale sweeper, cleared by the next heartbeat. */
+  stale: Generated<boolean>;
+  /** Written by each heartbeat's upsert: the one before it, and its stale flag. */
+  previous_heartbeat_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  previous_stale: Generated<boolean>;
 }
 
 export interface MachineHardwareReportTable {

@@ -19,6 +19,22 @@ export class ProviderIdTakenError extends BmdbError {
   }
 }
 
+/** The machine has no registered agent (nothing to revoke). */
+export class AgentNotRegisteredError extends BmdbError {
+  constructor(readonly machineId: string) {
+    super(`machine ${machineId} has no registered agent`);
+    this.name = "AgentNotRegisteredError";
+  }
+}
+
+/** The machine was not supplied by a provider, so it has no provider data. */
+export class NotProvidedError extends BmdbError {
+  constructor(readonly machineId: string) {
+    super(`machine ${machineId} has no provider`);
+    this.name = "NotProvidedError";
+  }
+}
+
 /**
  * The database failed (unreachable, gave up retrying, constraint we did not
  * expect). The message is safe to log, not to show to untrusted callers.

@@ -1,8 +1,11 @@
 // The machine database: what server/ may use of bmdb.
 export { Bmdb, isInstallationPending } from "./bmdb.js";
-export type { BmdbOptions, Clock, CreateMachineInput, HeartbeatInput, HeartbeatResult, MachineView } from "./bmdb.js";
+export type { BmdbOptions, Clock, CreateMachineInput, HeartbeatInput, HeartbeatResult, HistoryPage, MachineView } from "./bmdb.js";
 export type { Database, JsonValue } from "./database.js";
-export { BmdbError, DatabaseUnavailableError, MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+export { AgentNotRegisteredError, BmdbError, DatabaseUnavailableError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
+export type { EventDelivery, EventListener, MachineEvent, MachineEventKind } from "./events.js";
+export { DEFAULT_THRESHOLDS } from "./fleet.js";
+export type { FleetCounters, FleetStats, FleetThresholds, HardwareTotals, HeartbeatState, ListFilter, MachineSummary } from "./fleet.js";
 export { keyFingerprint } from "./fingerprint.js";
 export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";

@@ -8,6 +8,8 @@ import { Bmdb, type BmdbOptions } from "./bmdb.js";
 import type { Database } from "./database.js";
 import { DatabaseUnavailableError } from "./errors.js";
 import { migrate } from "./migrate.js";
+import { EventHub, type NotificationSource } from "./events.js";
+import { postgresNotifications, pgliteNotifications } from "./private/notification-sources.js";
 import { PGliteDialect } from "./private/pglite-dialect.js";
 
 /** Where the database lives, parsed from a URL. */
@@ -42,7 +44,7 @@ export interface OpenOptions extends BmdbOptions {
   poolSize?: number;
 }
 
-function dialectFor(backend: Backend, options: OpenOptions): Dialect {
+function dialectFor(backend: Backend, options: OpenOptions): { dialect: Dialect; notifications: NotificationSource } {
   switch (backend.kind) {
     case "postgres": {
       const pool = new pg.Pool({
@@ -56,13 +58,15 @@ function dialectFor(backend: Backend, options: OpenOptions): Dialect {
       // An idle client losing its server must not crash the process; the next
       // query fails and is answered UNAVAILABLE instead.
       pool.on("error", () => {});
-      return new PostgresDialect({ pool });
+      return { dialect: new PostgresDialect({ pool }), notifications: postgresNotifications(backend.url) };
     }
     case "pglite-memory":
-      return new PGliteDialect(new PGlite({ parsers: { [INT8_OID]: parseInt8 } }));
-    case "pglite-dir":
-      mkdirSync(backend.dir, { recursive: true });
-      return new PGliteDialect(new PGlite(backend.dir, { parsers: { [INT8_OID]: parseInt8 } }));
+    case "pglite-dir": {
+      if (backend.kind === "pglite-dir") mkdirSync(backend.dir, { recursive: true });
+      const options = { parsers: { [INT8_OID]: parseInt8 } };
+      const pglite = backend.kind === "pglite-dir" ? new PGlite(backend.dir, options) : new PGlite(options);
+      return { dialect: new PGliteDialect(pglite), notifications: pgliteNotifications(pglite) };
+    }
   }
 }
 
@@ -73,16 +77,22 @@ function dialectFor(backend: Backend, options: OpenOptions): Dialect {
  */
 export async function openBmdb(url: string, options: OpenOptions = {}): Promise<Bmdb> {
   const backend = parseDatabaseUrl(url);
-  const db = new Kysely<Database>({ dialect: dialectFor(backend, options) });
+  const { dialect, notifications } = dialectFor(backend, options);
+  const db = new Kysely<Database>({ dialect });
+  const hub = new EventHub(notifications);
   try {
     if (options.migrate ?? true) {
       await migrate(db);
     } else {
       await db.selectNoFrom((eb) => eb.lit(1).as("one")).execute();
     }
+    // Listen before serving: on PGlite, LISTEN must not run inside another
+    // caller's transaction on the one shared connection, so it runs now.
+    await hub.start();
   } catch (error) {
+    await hub.close().catch(() => {});
     await db.destroy().catch(() => {});
     throw error instanceof DatabaseUnavailableError ? error : new DatabaseUnavailableError("open database", error);
   }
-  return new Bmdb(db, options);
+  return new Bmdb(db, options, hub);
 }

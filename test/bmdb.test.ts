@@ -111,7 +111,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres
     );
     try {
       const applied = await Promise.all(dbs.map((db) => migrate(db)));
-      expect(applied.flat()).toEqual(["0001_initial"]);
+      expect(applied.flat()).toEqual(["0001_initial", "0002_operator_views"]);
     } finally {
       await Promise.all(dbs.map((db) => db.destroy()));
       await tdb.drop();
