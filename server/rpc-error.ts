@@ -1,7 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
-import { DatabaseUnavailableError, MachineNotFoundError, ProviderIdTakenError } from "../bmdb/index.js";
+import {
+  AgentNotRegisteredError,
+  DatabaseUnavailableError,
+  MachineNotFoundError,
+  NotProvidedError,
+  ProviderIdTakenError,
+} from "../bmdb/index.js";
 
 /** An error whose gRPC status the handler chose. */
 export class RpcError extends Error {
@@ -25,6 +31,9 @@ export function statusMapper(logger: Logger) {
     if (error instanceof RpcError) return { code: error.code, details: error.message };
     if (error instanceof MachineNotFoundError) return { code: grpc.status.NOT_FOUND, details: error.message };
     if (error instanceof ProviderIdTakenError) return { code: grpc.status.ALREADY_EXISTS, details: error.message };
+    if (error instanceof AgentNotRegisteredError || error instanceof NotProvidedError) {
+      return { code: grpc.status.FAILED_PRECONDITION, details: error.message };
+    }
     if (error instanceof DatabaseUnavailableError) {
       logger.error({ err: error, method: method.name }, "database failed");
       return { code: grpc.status.UNAVAILABLE, details: "database unavailable, try again later" };

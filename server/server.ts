@@ -17,6 +17,8 @@ import { implement, serviceDefinition } from "./grpc-adapter.js";
 import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
 import { operatorHandlers } from "./operator-service.js";
 import type { PeerRegistry } from "./peer-identity.js";
+import { ServerMetrics } from "./metrics.js";
+import { listenForMetrics } from "./metrics-listener.js";
 import { statusMapper } from "./rpc-error.js";
 
 export interface ServerOptions {
@@ -35,6 +37,16 @@ export interface ServerOptions {
   agentHeartbeatIntervalMs?: number;
   /** How long stop() lets in-flight RPCs finish before cutting them off. */
   shutdownGraceMs?: number;
+  /** Prometheus listener (plain HTTP unless metricsMtls); unset: none. */
+  metricsListenAddress?: string;
+  /** Put the metrics listener behind the operator mTLS. */
+  metricsMtls?: boolean;
+  /** How often the fleet gauges are recomputed. */
+  fleetStatsRefreshMs?: number;
+  /** How often machines that stopped heartbeating are looked for (0: never). */
+  staleSweepIntervalMs?: number;
+  /** Events a watcher may fall behind before it is dropped. */
+  watchMaxQueued?: number;
   bmdb: Bmdb;
   logger: Logger;
 }
@@ -64,11 +76,19 @@ export class BmaasServer {
     private readonly listeners: NetServer[],
     private readonly health: HealthImplementation,
     private readonly options: ServerOptions,
+    readonly metrics: ServerMetrics,
+    /** Where Prometheus scrapes, if a metrics listener runs. */
+    readonly metricsAddress: string | undefined,
+    private readonly stopping: AbortController,
+    private readonly timers: NodeJS.Timeout[],
   ) {}
 
   static async start(options: ServerOptions): Promise<BmaasServer> {
     const { bmdb, logger } = options;
     const toStatus = statusMapper(logger);
+    const metrics = new ServerMetrics(bmdb, logger);
+    const observe = metrics.observe.bind(metrics);
+    const stopping = new AbortController();
 
     const publicGrpc = new grpc.Server({
       "grpc.max_receive_message_length": options.maxRequestBytes,
@@ -91,11 +111,12 @@ export class BmaasServer {
         ...(options.agentHeartbeatIntervalMs && { suggestedIntervalMs: options.agentHeartbeatIntervalMs }),
       });
       // Both service names, one handler: older agents dial the first, newer the second.
-      publicGrpc.addService(serviceDefinition(AgentCallback), implement(AgentCallback, heartbeat, toStatus));
-      publicGrpc.addService(serviceDefinition(NewAgentCallback), implement(NewAgentCallback, heartbeat, toStatus));
+      publicGrpc.addService(serviceDefinition(AgentCallback), implement(AgentCallback, heartbeat, toStatus, observe));
+      publicGrpc.addService(serviceDefinition(NewAgentCallback), implement(NewAgentCallback, heartbeat, toStatus, observe));
 
       const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
-      internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operatorHandlers({ bmdb }), toStatus));
+      const operator = operatorHandlers({ bmdb, watch: { maxQueued: options.watchMaxQueued ?? 1000 }, stopping: stopping.signal });
+      internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operator, toStatus, observe));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);
       // @grpc/reflection reads descriptors from a proto-loader package
@@ -122,6 +143,28 @@ export class BmaasServer {
       );
       listeners.push(internal);
 
+      let metricsAddress: string | undefined;
+      if (options.metricsListenAddress) {
+        const m = await listenForMetrics({
+          address: options.metricsListenAddress,
+          registry: metrics.registry,
+          ...(options.metricsMtls && { mtls: { cert: options.serverCert, key: options.serverKey, ca: options.operatorCa } }),
+        });
+        listeners.push(m);
+        metricsAddress = boundAddress(m);
+      }
+      metrics.start(options.fleetStatsRefreshMs ?? 30_000);
+
+      const timers: NodeJS.Timeout[] = [];
+      const sweepMs = options.staleSweepIntervalMs ?? 30_000;
+      if (sweepMs > 0) {
+        const sweep = setInterval(() => {
+          bmdb.sweepStale().catch((err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"));
+        }, sweepMs);
+        sweep.unref();
+        timers.push(sweep);
+      }
+
       const server = new BmaasServer(
         boundAddress(agents.server),
         boundAddress(internal),
@@ -130,11 +173,16 @@ export class BmaasServer {
         listeners,
         health,
         options,
+        metrics,
+        metricsAddress,
+        stopping,
+        timers,
       );
-      logger.info({ public: server.publicAddress, internal: server.internalAddress }, "listening");
+      logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress }, "listening");
       return server;
     } catch (error) {
       listeners.forEach((l) => l.close());
+      metrics.stop();
       publicGrpc.forceShutdown();
       throw error;
     }
@@ -146,6 +194,10 @@ export class BmaasServer {
    */
   async stop(): Promise<void> {
     this.health.setStatus("", "NOT_SERVING");
+    this.timers.forEach(clearInterval);
+    this.metrics.stop();
+    // Watch streams never end by themselves: end them so shutdown can finish.
+    this.stopping.abort();
     const closed = this.listeners.map(stopListening);
     const grace = this.options.shutdownGraceMs ?? 10_000;
     await Promise.all(

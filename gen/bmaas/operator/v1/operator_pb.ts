@@ -5,8 +5,8 @@
 // @generated from file bmaas/operator/v1/operator.proto (package bmaas.operator.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Node } from "../../../cloud/agent/api/hwreport_pb.js";
 import { file_cloud_agent_api_hwreport } from "../../../cloud/agent/api/hwreport_pb.js";
 import type { OSImageRef, OSInstallationRequest } from "../../../cloud/bmaas/server/api/agent_pb.js";
@@ -19,7 +19,536 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bmaas/operator/v1/operator.proto.
  */
 export const file_bmaas_operator_v1_operator: GenFile = /*@__PURE__*/
-  fileDesc("CiBibWFhcy9vcGVyYXRvci92MS9vcGVyYXRvci5wcm90bxIRYm1hYXMub3BlcmF0b3IudjEiPQoUQ3JlYXRlTWFjaGluZVJlcXVlc3QSEAoIcHJvdmlkZXIYASABKAkSEwoLcHJvdmlkZXJfaWQYAiABKAkiKwoVQ3JlYXRlTWFjaGluZVJlc3BvbnNlEhIKCm1hY2hpbmVfaWQYASABKAkiPgoUUmVnaXN0ZXJBZ2VudFJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMImAKFVJlZ2lzdGVyQWdlbnRSZXNwb25zZRIXCg9rZXlfZmluZ2VycHJpbnQYASABKAkSLgoKc3RhcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoRR2V0TWFjaGluZVJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCSJBChJHZXRNYWNoaW5lUmVzcG9uc2USKwoHbWFjaGluZRgBIAEoCzIaLmJtYWFzLm9wZXJhdG9yLnYxLk1hY2hpbmUiqwEKHVNldEluc3RhbGxhdGlvblJlcXVlc3RSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkSEgoKZ2VuZXJhdGlvbhgCIAEoAxITCgtyb290X2RldmljZRgDIAEoCRI0Cghvc19pbWFnZRgEIAEoCzIiLmNsb3VkLmJtYWFzLnNlcnZlci5hcGkuT1NJbWFnZVJlZhIXCg9ub2RlX3BhcmFtZXRlcnMYBSABKAwiIAoeU2V0SW5zdGFsbGF0aW9uUmVxdWVzdFJlc3BvbnNlItQDCgdNYWNoaW5lEhIKCm1hY2hpbmVfaWQYASABKAkSLgoKY3JlYXRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoIcHJvdmlkZWQYAyABKAsyGy5ibWFhcy5vcGVyYXRvci52MS5Qcm92aWRlZBI2Cg1hZ2VudF9zdGFydGVkGAQgASgLMh8uYm1hYXMub3BlcmF0b3IudjEuQWdlbnRTdGFydGVkEjoKD2FnZW50X2hlYXJ0YmVhdBgFIAEoCzIhLmJtYWFzLm9wZXJhdG9yLnYxLkFnZW50SGVhcnRiZWF0EjoKD2hhcmR3YXJlX3JlcG9ydBgGIAEoCzIhLmJtYWFzLm9wZXJhdG9yLnYxLkhhcmR3YXJlUmVwb3J0EkQKFGluc3RhbGxhdGlvbl9yZXF1ZXN0GAcgASgLMiYuYm1hYXMub3BlcmF0b3IudjEuSW5zdGFsbGF0aW9uUmVxdWVzdBJCChNpbnN0YWxsYXRpb25fcmVwb3J0GAggASgLMiUuYm1hYXMub3BlcmF0b3IudjEuSW5zdGFsbGF0aW9uUmVwb3J0EhwKFGluc3RhbGxhdGlvbl9wZW5kaW5nGAkgASgIImQKCFByb3ZpZGVkEhAKCHByb3ZpZGVyGAEgASgJEhMKC3Byb3ZpZGVyX2lkGAIgASgJEg4KBnN0YXR1cxgDIAEoCRIPCgdhZGRyZXNzGAQgASgJEhAKCGxvY2F0aW9uGAUgASgJImsKDEFnZW50U3RhcnRlZBIuCgpzdGFydGVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpwdWJsaWNfa2V5GAIgASgMEhcKD2tleV9maW5nZXJwcmludBgDIAEoCSJvCg5BZ2VudEhlYXJ0YmVhdBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDYWdlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpIBCg5IYXJkd2FyZVJlcG9ydBIvCgtyZXBvcnRlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoGcmVwb3J0GAIgASgLMhUuY2xvdWQuYWdlbnQuYXBpLk5vZGUSEAoId2FybmluZ3MYAyADKAkSFgoOcmF3X3NpemVfYnl0ZXMYBCABKAMimwEKE0luc3RhbGxhdGlvblJlcXVlc3QSEgoKZ2VuZXJhdGlvbhgBIAEoAxIwCgxyZXF1ZXN0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj4KB3JlcXVlc3QYAyABKAsyLS5jbG91ZC5ibWFhcy5zZXJ2ZXIuYXBpLk9TSW5zdGFsbGF0aW9uUmVxdWVzdCJ5ChJJbnN0YWxsYXRpb25SZXBvcnQSEgoKZ2VuZXJhdGlvbhgBIAEoAxIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgDIAEoCBINCgVlcnJvchgEIAEoCTKzAwoPT3BlcmF0b3JTZXJ2aWNlEmIKDUNyZWF0ZU1hY2hpbmUSJy5ibWFhcy5vcGVyYXRvci52MS5DcmVhdGVNYWNoaW5lUmVxdWVzdBooLmJtYWFzLm9wZXJhdG9yLnYxLkNyZWF0ZU1hY2hpbmVSZXNwb25zZRJiCg1SZWdpc3RlckFnZW50EicuYm1hYXMub3BlcmF0b3IudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaKC5ibWFhcy5vcGVyYXRvci52MS5SZWdpc3RlckFnZW50UmVzcG9uc2USWQoKR2V0TWFjaGluZRIkLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVSZXF1ZXN0GiUuYm1hYXMub3BlcmF0b3IudjEuR2V0TWFjaGluZVJlc3BvbnNlEn0KFlNldEluc3RhbGxhdGlvblJlcXVlc3QSMC5ibWFhcy5vcGVyYXRvci52MS5TZXRJbnN0YWxsYXRpb25SZXF1ZXN0UmVxdWVzdBoxLmJtYWFzLm9wZXJhdG9yLnYxLlNldEluc3RhbGxhdGlvblJlcXVlc3RSZXNwb25zZWIGcHJvdG8z", [file_cloud_agent_api_hwreport, file_cloud_bmaas_server_api_agent, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiBibWFhcy9vcGVyYXRvci92MS9vcGVyYXRvci5wcm90bxIRYm1hYXMub3BlcmF0b3IudjEiwgIKE0xpc3RNYWNoaW5lc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSOgoPaGVhcnRiZWF0X3N0YXRlGAMgASgOMiEuYm1hYXMub3BlcmF0b3IudjEuSGVhcnRiZWF0U3RhdGUSGwoObmVlZHNfcmVjb3ZlcnkYBCABKAhIAIgBARIVCghwcm92aWRlchgFIAEoCUgBiAEBEiAKE2hhc19oYXJkd2FyZV9yZXBvcnQYBiABKAhIAogBARIhChRwZW5kaW5nX2luc3RhbGxhdGlvbhgHIAEoCEgDiAEBQhEKD19uZWVkc19yZWNvdmVyeUILCglfcHJvdmlkZXJCFgoUX2hhc19oYXJkd2FyZV9yZXBvcnRCFwoVX3BlbmRpbmdfaW5zdGFsbGF0aW9uImQKFExpc3RNYWNoaW5lc1Jlc3BvbnNlEjMKCG1hY2hpbmVzGAEgAygLMiEuYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZVN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokDCg5NYWNoaW5lU3VtbWFyeRISCgptYWNoaW5lX2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHByb3ZpZGVyGAMgASgJEhMKC3Byb3ZpZGVyX2lkGAQgASgJEhAKCGxvY2F0aW9uGAUgASgJEjQKEGFnZW50X3N0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6Cg9oZWFydGJlYXRfc3RhdGUYCCABKA4yIS5ibWFhcy5vcGVyYXRvci52MS5IZWFydGJlYXRTdGF0ZRIWCg5uZWVkc19yZWNvdmVyeRgJIAEoCBIbChNoYXNfaGFyZHdhcmVfcmVwb3J0GAogASgIEhwKFGluc3RhbGxhdGlvbl9wZW5kaW5nGAsgASgIIigKElJldm9rZUFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJIi4KE1Jldm9rZUFnZW50UmVzcG9uc2USFwoPa2V5X2ZpbmdlcnByaW50GAEgASgJIioKFERlbGV0ZU1hY2hpbmVSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiFwoVRGVsZXRlTWFjaGluZVJlc3BvbnNlIpEBChVVcGRhdGVQcm92aWRlclJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCRITCgZzdGF0dXMYAiABKAlIAIgBARIUCgdhZGRyZXNzGAMgASgJSAGIAQESFQoIbG9jYXRpb24YBCABKAlIAogBAUIJCgdfc3RhdHVzQgoKCF9hZGRyZXNzQgsKCV9sb2NhdGlvbiIYChZVcGRhdGVQcm92aWRlclJlc3BvbnNlIlUKGEdldE1hY2hpbmVIaXN0b3J5UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImUKGUdldE1hY2hpbmVIaXN0b3J5UmVzcG9uc2USLwoGZXZlbnRzGAEgAygLMh8uYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZUV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKJAQoMTWFjaGluZUV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEhIKCm1hY2hpbmVfaWQYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYBCABKAkSFAoMZGV0YWlsc19qc29uGAUgASgJIioKFFdhdGNoTWFjaGluZXNSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiYAoVV2F0Y2hNYWNoaW5lc1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMh8uYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZUV2ZW50SAASDQoDZ2FwGAIgASgJSABCBgoEaXRlbSITChFGbGVldFN0YXRzUmVxdWVzdCLrAQoSRmxlZXRTdGF0c1Jlc3BvbnNlEhAKCG1hY2hpbmVzGAEgASgDEhAKCHByb3ZpZGVkGAIgASgDEhQKDGhlYXJ0YmVhdGluZxgDIAEoAxIcChRwZW5kaW5nX2luc3RhbGxhdGlvbhgEIAEoAxIRCglpbnN0YWxsZWQYBSABKAMSGwoTcGVuZGluZ19hZ2VudF9zdGFydBgGIAEoAxIYChBwZW5kaW5nX3JlY292ZXJ5GAcgASgDEjMKCGhhcmR3YXJlGAggAygLMiEuYm1hYXMub3BlcmF0b3IudjEuSGFyZHdhcmVUb3RhbHMibgoOSGFyZHdhcmVUb3RhbHMSEAoIcHJvdmlkZXIYASABKAkSEAoIbG9jYXRpb24YAiABKAkSDQoFbm9kZXMYAyABKAMSEwoLY3B1X3RocmVhZHMYBCABKAMSFAoMbWVtb3J5X2J5dGVzGAUgASgDIj0KFENyZWF0ZU1hY2hpbmVSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEhMKC3Byb3ZpZGVyX2lkGAIgASgJIisKFUNyZWF0ZU1hY2hpbmVSZXNwb25zZRISCgptYWNoaW5lX2lkGAEgASgJIj4KFFJlZ2lzdGVyQWdlbnRSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkSEgoKcHVibGljX2tleRgCIAEoDCJgChVSZWdpc3RlckFnZW50UmVzcG9uc2USFwoPa2V5X2ZpbmdlcnByaW50GAEgASgJEi4KCnN0YXJ0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKEUdldE1hY2hpbmVSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiQQoSR2V0TWFjaGluZVJlc3BvbnNlEisKB21hY2hpbmUYASABKAsyGi5ibWFhcy5vcGVyYXRvci52MS5NYWNoaW5lIqsBCh1TZXRJbnN0YWxsYXRpb25SZXF1ZXN0UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAMSEwoLcm9vdF9kZXZpY2UYAyABKAkSNAoIb3NfaW1hZ2UYBCABKAsyIi5jbG91ZC5ibWFhcy5zZXJ2ZXIuYXBpLk9TSW1hZ2VSZWYSFwoPbm9kZV9wYXJhbWV0ZXJzGAUgASgMIiAKHlNldEluc3RhbGxhdGlvblJlcXVlc3RSZXNwb25zZSLUAwoHTWFjaGluZRISCgptYWNoaW5lX2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCHByb3ZpZGVkGAMgASgLMhsuYm1hYXMub3BlcmF0b3IudjEuUHJvdmlkZWQSNgoNYWdlbnRfc3RhcnRlZBgEIAEoCzIfLmJtYWFzLm9wZXJhdG9yLnYxLkFnZW50U3RhcnRlZBI6Cg9hZ2VudF9oZWFydGJlYXQYBSABKAsyIS5ibWFhcy5vcGVyYXRvci52MS5BZ2VudEhlYXJ0YmVhdBI6Cg9oYXJkd2FyZV9yZXBvcnQYBiABKAsyIS5ibWFhcy5vcGVyYXRvci52MS5IYXJkd2FyZVJlcG9ydBJEChRpbnN0YWxsYXRpb25fcmVxdWVzdBgHIAEoCzImLmJtYWFzLm9wZXJhdG9yLnYxLkluc3RhbGxhdGlvblJlcXVlc3QSQgoTaW5zdGFsbGF0aW9uX3JlcG9ydBgIIAEoCzIlLmJtYWFzLm9wZXJhdG9yLnYxLkluc3RhbGxhdGlvblJlcG9ydBIcChRpbnN0YWxsYXRpb25fcGVuZGluZxgJIAEoCCJkCghQcm92aWRlZBIQCghwcm92aWRlchgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKAkSDwoHYWRkcmVzcxgEIAEoCRIQCghsb2NhdGlvbhgFIAEoCSJrCgxBZ2VudFN0YXJ0ZWQSLgoKc3RhcnRlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcHVibGljX2tleRgCIAEoDBIXCg9rZXlfZmluZ2VycHJpbnQYAyABKAkibwoOQWdlbnRIZWFydGJlYXQSNQoRbGFzdF9oZWFydGJlYXRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA2FnZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKSAQoOSGFyZHdhcmVSZXBvcnQSLwoLcmVwb3J0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBnJlcG9ydBgCIAEoCzIVLmNsb3VkLmFnZW50LmFwaS5Ob2RlEhAKCHdhcm5pbmdzGAMgAygJEhYKDnJhd19zaXplX2J5dGVzGAQgASgDIpsBChNJbnN0YWxsYXRpb25SZXF1ZXN0EhIKCmdlbmVyYXRpb24YASABKAMSMAoMcmVxdWVzdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI+CgdyZXF1ZXN0GAMgASgLMi0uY2xvdWQuYm1hYXMuc2VydmVyLmFwaS5PU0luc3RhbGxhdGlvblJlcXVlc3QieQoSSW5zdGFsbGF0aW9uUmVwb3J0EhIKCmdlbmVyYXRpb24YASABKAMSLwoLcmVwb3J0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYAyABKAgSDQoFZXJyb3IYBCABKAkqggEKDkhlYXJ0YmVhdFN0YXRlEh8KG0hFQVJUQkVBVF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUhFQVJUQkVBVF9TVEFURV9GUkVTSBABEhkKFUhFQVJUQkVBVF9TVEFURV9TVEFMRRACEhkKFUhFQVJUQkVBVF9TVEFURV9ORVZFUhADMu4ICg9PcGVyYXRvclNlcnZpY2USYgoNQ3JlYXRlTWFjaGluZRInLmJtYWFzLm9wZXJhdG9yLnYxLkNyZWF0ZU1hY2hpbmVSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuQ3JlYXRlTWFjaGluZVJlc3BvbnNlEmIKDVJlZ2lzdGVyQWdlbnQSJy5ibWFhcy5vcGVyYXRvci52MS5SZWdpc3RlckFnZW50UmVxdWVzdBooLmJtYWFzLm9wZXJhdG9yLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJZCgpHZXRNYWNoaW5lEiQuYm1hYXMub3BlcmF0b3IudjEuR2V0TWFjaGluZVJlcXVlc3QaJS5ibWFhcy5vcGVyYXRvci52MS5HZXRNYWNoaW5lUmVzcG9uc2USfQoWU2V0SW5zdGFsbGF0aW9uUmVxdWVzdBIwLmJtYWFzLm9wZXJhdG9yLnYxLlNldEluc3RhbGxhdGlvblJlcXVlc3RSZXF1ZXN0GjEuYm1hYXMub3BlcmF0b3IudjEuU2V0SW5zdGFsbGF0aW9uUmVxdWVzdFJlc3BvbnNlEl8KDExpc3RNYWNoaW5lcxImLmJtYWFzLm9wZXJhdG9yLnYxLkxpc3RNYWNoaW5lc1JlcXVlc3QaJy5ibWFhcy5vcGVyYXRvci52MS5MaXN0TWFjaGluZXNSZXNwb25zZRJcCgtSZXZva2VBZ2VudBIlLmJtYWFzLm9wZXJhdG9yLnYxLlJldm9rZUFnZW50UmVxdWVzdBomLmJtYWFzLm9wZXJhdG9yLnYxLlJldm9rZUFnZW50UmVzcG9uc2USYgoNRGVsZXRlTWFjaGluZRInLmJtYWFzLm9wZXJhdG9yLnYxLkRlbGV0ZU1hY2hpbmVSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuRGVsZXRlTWFjaGluZVJlc3BvbnNlEmUKDlVwZGF0ZVByb3ZpZGVyEiguYm1hYXMub3BlcmF0b3IudjEuVXBkYXRlUHJvdmlkZXJSZXF1ZXN0GikuYm1hYXMub3BlcmF0b3IudjEuVXBkYXRlUHJvdmlkZXJSZXNwb25zZRJuChFHZXRNYWNoaW5lSGlzdG9yeRIrLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVIaXN0b3J5UmVxdWVzdBosLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVIaXN0b3J5UmVzcG9uc2USZAoNV2F0Y2hNYWNoaW5lcxInLmJtYWFzLm9wZXJhdG9yLnYxLldhdGNoTWFjaGluZXNSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuV2F0Y2hNYWNoaW5lc1Jlc3BvbnNlMAESWQoKRmxlZXRTdGF0cxIkLmJtYWFzLm9wZXJhdG9yLnYxLkZsZWV0U3RhdHNSZXF1ZXN0GiUuYm1hYXMub3BlcmF0b3IudjEuRmxlZXRTdGF0c1Jlc3BvbnNlYgZwcm90bzM", [file_cloud_agent_api_hwreport, file_cloud_bmaas_server_api_agent, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * ListMachinesRequest: unset filters match everything.
+ *
+ * @generated from message bmaas.operator.v1.ListMachinesRequest
+ */
+export type ListMachinesRequest = Message<"bmaas.operator.v1.ListMachinesRequest"> & {
+  /**
+   * At most this many machines (default 100, at most 1000).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * From the previous page's next_page_token; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * @generated from field: bmaas.operator.v1.HeartbeatState heartbeat_state = 3;
+   */
+  heartbeatState: HeartbeatState;
+
+  /**
+   * @generated from field: optional bool needs_recovery = 4;
+   */
+  needsRecovery?: boolean | undefined;
+
+  /**
+   * @generated from field: optional string provider = 5;
+   */
+  provider?: string | undefined;
+
+  /**
+   * @generated from field: optional bool has_hardware_report = 6;
+   */
+  hasHardwareReport?: boolean | undefined;
+
+  /**
+   * @generated from field: optional bool pending_installation = 7;
+   */
+  pendingInstallation?: boolean | undefined;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ListMachinesRequest.
+ * Use `create(ListMachinesRequestSchema)` to create a new message.
+ */
+export const ListMachinesRequestSchema: GenMessage<ListMachinesRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 0);
+
+/**
+ * ListMachinesResponse is one page.
+ *
+ * @generated from message bmaas.operator.v1.ListMachinesResponse
+ */
+export type ListMachinesResponse = Message<"bmaas.operator.v1.ListMachinesResponse"> & {
+  /**
+   * @generated from field: repeated bmaas.operator.v1.MachineSummary machines = 1;
+   */
+  machines: MachineSummary[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ListMachinesResponse.
+ * Use `create(ListMachinesResponseSchema)` to create a new message.
+ */
+export const ListMachinesResponseSchema: GenMessage<ListMachinesResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 1);
+
+/**
+ * MachineSummary is a machine's state at a glance.
+ *
+ * @generated from message bmaas.operator.v1.MachineSummary
+ */
+export type MachineSummary = Message<"bmaas.operator.v1.MachineSummary"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 2;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string provider = 3;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string provider_id = 4;
+   */
+  providerId: string;
+
+  /**
+   * @generated from field: string location = 5;
+   */
+  location: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp agent_started_at = 6;
+   */
+  agentStartedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_heartbeat_at = 7;
+   */
+  lastHeartbeatAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bmaas.operator.v1.HeartbeatState heartbeat_state = 8;
+   */
+  heartbeatState: HeartbeatState;
+
+  /**
+   * @generated from field: bool needs_recovery = 9;
+   */
+  needsRecovery: boolean;
+
+  /**
+   * @generated from field: bool has_hardware_report = 10;
+   */
+  hasHardwareReport: boolean;
+
+  /**
+   * @generated from field: bool installation_pending = 11;
+   */
+  installationPending: boolean;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.MachineSummary.
+ * Use `create(MachineSummarySchema)` to create a new message.
+ */
+export const MachineSummarySchema: GenMessage<MachineSummary> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 2);
+
+/**
+ * RevokeAgentRequest names a machine.
+ *
+ * @generated from message bmaas.operator.v1.RevokeAgentRequest
+ */
+export type RevokeAgentRequest = Message<"bmaas.operator.v1.RevokeAgentRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.RevokeAgentRequest.
+ * Use `create(RevokeAgentRequestSchema)` to create a new message.
+ */
+export const RevokeAgentRequestSchema: GenMessage<RevokeAgentRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 3);
+
+/**
+ * RevokeAgentResponse names the revoked key.
+ *
+ * @generated from message bmaas.operator.v1.RevokeAgentResponse
+ */
+export type RevokeAgentResponse = Message<"bmaas.operator.v1.RevokeAgentResponse"> & {
+  /**
+   * @generated from field: string key_fingerprint = 1;
+   */
+  keyFingerprint: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.RevokeAgentResponse.
+ * Use `create(RevokeAgentResponseSchema)` to create a new message.
+ */
+export const RevokeAgentResponseSchema: GenMessage<RevokeAgentResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 4);
+
+/**
+ * DeleteMachineRequest names a machine.
+ *
+ * @generated from message bmaas.operator.v1.DeleteMachineRequest
+ */
+export type DeleteMachineRequest = Message<"bmaas.operator.v1.DeleteMachineRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.DeleteMachineRequest.
+ * Use `create(DeleteMachineRequestSchema)` to create a new message.
+ */
+export const DeleteMachineRequestSchema: GenMessage<DeleteMachineRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 5);
+
+/**
+ * DeleteMachineResponse is empty.
+ *
+ * @generated from message bmaas.operator.v1.DeleteMachineResponse
+ */
+export type DeleteMachineResponse = Message<"bmaas.operator.v1.DeleteMachineResponse"> & {
+};
+
+/**
+ * Describes the message bmaas.operator.v1.DeleteMachineResponse.
+ * Use `create(DeleteMachineResponseSchema)` to create a new message.
+ */
+export const DeleteMachineResponseSchema: GenMessage<DeleteMachineResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 6);
+
+/**
+ * UpdateProviderRequest: unset fields are left as they are.
+ *
+ * @generated from message bmaas.operator.v1.UpdateProviderRequest
+ */
+export type UpdateProviderRequest = Message<"bmaas.operator.v1.UpdateProviderRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: optional string status = 2;
+   */
+  status?: string | undefined;
+
+  /**
+   * @generated from field: optional string address = 3;
+   */
+  address?: string | undefined;
+
+  /**
+   * @generated from field: optional string location = 4;
+   */
+  location?: string | undefined;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.UpdateProviderRequest.
+ * Use `create(UpdateProviderRequestSchema)` to create a new message.
+ */
+export const UpdateProviderRequestSchema: GenMessage<UpdateProviderRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 7);
+
+/**
+ * UpdateProviderResponse is empty.
+ *
+ * @generated from message bmaas.operator.v1.UpdateProviderResponse
+ */
+export type UpdateProviderResponse = Message<"bmaas.operator.v1.UpdateProviderResponse"> & {
+};
+
+/**
+ * Describes the message bmaas.operator.v1.UpdateProviderResponse.
+ * Use `create(UpdateProviderResponseSchema)` to create a new message.
+ */
+export const UpdateProviderResponseSchema: GenMessage<UpdateProviderResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 8);
+
+/**
+ * GetMachineHistoryRequest pages through one machine's history.
+ *
+ * @generated from message bmaas.operator.v1.GetMachineHistoryRequest
+ */
+export type GetMachineHistoryRequest = Message<"bmaas.operator.v1.GetMachineHistoryRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * Default 50, at most 1000.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.GetMachineHistoryRequest.
+ * Use `create(GetMachineHistoryRequestSchema)` to create a new message.
+ */
+export const GetMachineHistoryRequestSchema: GenMessage<GetMachineHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 9);
+
+/**
+ * GetMachineHistoryResponse is one page, newest first.
+ *
+ * @generated from message bmaas.operator.v1.GetMachineHistoryResponse
+ */
+export type GetMachineHistoryResponse = Message<"bmaas.operator.v1.GetMachineHistoryResponse"> & {
+  /**
+   * @generated from field: repeated bmaas.operator.v1.MachineEvent events = 1;
+   */
+  events: MachineEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.GetMachineHistoryResponse.
+ * Use `create(GetMachineHistoryResponseSchema)` to create a new message.
+ */
+export const GetMachineHistoryResponseSchema: GenMessage<GetMachineHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 10);
+
+/**
+ * MachineEvent is one entry of a machine's history.
+ *
+ * @generated from message bmaas.operator.v1.MachineEvent
+ */
+export type MachineEvent = Message<"bmaas.operator.v1.MachineEvent"> & {
+  /**
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * @generated from field: string machine_id = 2;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 3;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * machine_created, machine_deleted, provider_updated, agent_registered,
+   * agent_revoked, first_heartbeat, heartbeat_stale, heartbeat_resumed,
+   * hardware_report_changed, installation_requested, installation_reported.
+   *
+   * @generated from field: string kind = 4;
+   */
+  kind: string;
+
+  /**
+   * Event details as a JSON object.
+   *
+   * @generated from field: string details_json = 5;
+   */
+  detailsJson: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.MachineEvent.
+ * Use `create(MachineEventSchema)` to create a new message.
+ */
+export const MachineEventSchema: GenMessage<MachineEvent> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 11);
+
+/**
+ * WatchMachinesRequest: one machine, or all when machine_id is empty.
+ *
+ * @generated from message bmaas.operator.v1.WatchMachinesRequest
+ */
+export type WatchMachinesRequest = Message<"bmaas.operator.v1.WatchMachinesRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.WatchMachinesRequest.
+ * Use `create(WatchMachinesRequestSchema)` to create a new message.
+ */
+export const WatchMachinesRequestSchema: GenMessage<WatchMachinesRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 12);
+
+/**
+ * WatchMachinesResponse carries an event, or says events may have been missed.
+ *
+ * @generated from message bmaas.operator.v1.WatchMachinesResponse
+ */
+export type WatchMachinesResponse = Message<"bmaas.operator.v1.WatchMachinesResponse"> & {
+  /**
+   * @generated from oneof bmaas.operator.v1.WatchMachinesResponse.item
+   */
+  item: {
+    /**
+     * @generated from field: bmaas.operator.v1.MachineEvent event = 1;
+     */
+    value: MachineEvent;
+    case: "event";
+  } | {
+    /**
+     * The server lost its database notifications for a while: reread state.
+     *
+     * @generated from field: string gap = 2;
+     */
+    value: string;
+    case: "gap";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message bmaas.operator.v1.WatchMachinesResponse.
+ * Use `create(WatchMachinesResponseSchema)` to create a new message.
+ */
+export const WatchMachinesResponseSchema: GenMessage<WatchMachinesResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 13);
+
+/**
+ * FleetStatsRequest is empty.
+ *
+ * @generated from message bmaas.operator.v1.FleetStatsRequest
+ */
+export type FleetStatsRequest = Message<"bmaas.operator.v1.FleetStatsRequest"> & {
+};
+
+/**
+ * Describes the message bmaas.operator.v1.FleetStatsRequest.
+ * Use `create(FleetStatsRequestSchema)` to create a new message.
+ */
+export const FleetStatsRequestSchema: GenMessage<FleetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 14);
+
+/**
+ * FleetStatsResponse: the fleet counters and hardware totals.
+ *
+ * @generated from message bmaas.operator.v1.FleetStatsResponse
+ */
+export type FleetStatsResponse = Message<"bmaas.operator.v1.FleetStatsResponse"> & {
+  /**
+   * @generated from field: int64 machines = 1;
+   */
+  machines: bigint;
+
+  /**
+   * @generated from field: int64 provided = 2;
+   */
+  provided: bigint;
+
+  /**
+   * @generated from field: int64 heartbeating = 3;
+   */
+  heartbeating: bigint;
+
+  /**
+   * @generated from field: int64 pending_installation = 4;
+   */
+  pendingInstallation: bigint;
+
+  /**
+   * @generated from field: int64 installed = 5;
+   */
+  installed: bigint;
+
+  /**
+   * @generated from field: int64 pending_agent_start = 6;
+   */
+  pendingAgentStart: bigint;
+
+  /**
+   * @generated from field: int64 pending_recovery = 7;
+   */
+  pendingRecovery: bigint;
+
+  /**
+   * @generated from field: repeated bmaas.operator.v1.HardwareTotals hardware = 8;
+   */
+  hardware: HardwareTotals[];
+};
+
+/**
+ * Describes the message bmaas.operator.v1.FleetStatsResponse.
+ * Use `create(FleetStatsResponseSchema)` to create a new message.
+ */
+export const FleetStatsResponseSchema: GenMessage<FleetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 15);
+
+/**
+ * HardwareTotals sums the hardware reports of one provider and location.
+ *
+ * @generated from message bmaas.operator.v1.HardwareTotals
+ */
+export type HardwareTotals = Message<"bmaas.operator.v1.HardwareTotals"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string location = 2;
+   */
+  location: string;
+
+  /**
+   * @generated from field: int64 nodes = 3;
+   */
+  nodes: bigint;
+
+  /**
+   * @generated from field: int64 cpu_threads = 4;
+   */
+  cpuThreads: bigint;
+
+  /**
+   * @generated from field: int64 memory_bytes = 5;
+   */
+  memoryBytes: bigint;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.HardwareTotals.
+ * Use `create(HardwareTotalsSchema)` to create a new message.
+ */
+export const HardwareTotalsSchema: GenMessage<HardwareTotals> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 16);
 
 /**
  * CreateMachineRequest: provider and provider_id are both set or both empty.
@@ -47,7 +576,7 @@ export type CreateMachineRequest = Message<"bmaas.operator.v1.CreateMachineReque
  * Use `create(CreateMachineRequestSchema)` to create a new message.
  */
 export const CreateMachineRequestSchema: GenMessage<CreateMachineRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 0);
+  messageDesc(file_bmaas_operator_v1_operator, 17);
 
 /**
  * CreateMachineResponse carries the new machine's ID.
@@ -66,7 +595,7 @@ export type CreateMachineResponse = Message<"bmaas.operator.v1.CreateMachineResp
  * Use `create(CreateMachineResponseSchema)` to create a new message.
  */
 export const CreateMachineResponseSchema: GenMessage<CreateMachineResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 1);
+  messageDesc(file_bmaas_operator_v1_operator, 18);
 
 /**
  * RegisterAgentRequest names a machine and its agent's key.
@@ -92,7 +621,7 @@ export type RegisterAgentRequest = Message<"bmaas.operator.v1.RegisterAgentReque
  * Use `create(RegisterAgentRequestSchema)` to create a new message.
  */
 export const RegisterAgentRequestSchema: GenMessage<RegisterAgentRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 2);
+  messageDesc(file_bmaas_operator_v1_operator, 19);
 
 /**
  * RegisterAgentResponse echoes what was recorded.
@@ -118,7 +647,7 @@ export type RegisterAgentResponse = Message<"bmaas.operator.v1.RegisterAgentResp
  * Use `create(RegisterAgentResponseSchema)` to create a new message.
  */
 export const RegisterAgentResponseSchema: GenMessage<RegisterAgentResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 3);
+  messageDesc(file_bmaas_operator_v1_operator, 20);
 
 /**
  * GetMachineRequest names a machine.
@@ -137,7 +666,7 @@ export type GetMachineRequest = Message<"bmaas.operator.v1.GetMachineRequest"> &
  * Use `create(GetMachineRequestSchema)` to create a new message.
  */
 export const GetMachineRequestSchema: GenMessage<GetMachineRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 4);
+  messageDesc(file_bmaas_operator_v1_operator, 21);
 
 /**
  * GetMachineResponse returns the machine.
@@ -156,7 +685,7 @@ export type GetMachineResponse = Message<"bmaas.operator.v1.GetMachineResponse">
  * Use `create(GetMachineResponseSchema)` to create a new message.
  */
 export const GetMachineResponseSchema: GenMessage<GetMachineResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 5);
+  messageDesc(file_bmaas_operator_v1_operator, 22);
 
 /**
  * SetInstallationRequestRequest describes the installation to perform.
@@ -201,7 +730,7 @@ export type SetInstallationRequestRequest = Message<"bmaas.operator.v1.SetInstal
  * Use `create(SetInstallationRequestRequestSchema)` to create a new message.
  */
 export const SetInstallationRequestRequestSchema: GenMessage<SetInstallationRequestRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 6);
+  messageDesc(file_bmaas_operator_v1_operator, 23);
 
 /**
  * SetInstallationRequestResponse is empty.
@@ -216,7 +745,7 @@ export type SetInstallationRequestResponse = Message<"bmaas.operator.v1.SetInsta
  * Use `create(SetInstallationRequestResponseSchema)` to create a new message.
  */
 export const SetInstallationRequestResponseSchema: GenMessage<SetInstallationRequestResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 7);
+  messageDesc(file_bmaas_operator_v1_operator, 24);
 
 /**
  * Machine is a machine with all of its tags; absent tags are unset.
@@ -277,7 +806,7 @@ export type Machine = Message<"bmaas.operator.v1.Machine"> & {
  * Use `create(MachineSchema)` to create a new message.
  */
 export const MachineSchema: GenMessage<Machine> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 8);
+  messageDesc(file_bmaas_operator_v1_operator, 25);
 
 /**
  * Provided: the machine was supplied by a provider.
@@ -316,7 +845,7 @@ export type Provided = Message<"bmaas.operator.v1.Provided"> & {
  * Use `create(ProvidedSchema)` to create a new message.
  */
 export const ProvidedSchema: GenMessage<Provided> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 9);
+  messageDesc(file_bmaas_operator_v1_operator, 26);
 
 /**
  * AgentStarted: an agent was started with this key.
@@ -347,7 +876,7 @@ export type AgentStarted = Message<"bmaas.operator.v1.AgentStarted"> & {
  * Use `create(AgentStartedSchema)` to create a new message.
  */
 export const AgentStartedSchema: GenMessage<AgentStarted> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 10);
+  messageDesc(file_bmaas_operator_v1_operator, 27);
 
 /**
  * AgentHeartbeat: the agent's last heartbeat.
@@ -373,7 +902,7 @@ export type AgentHeartbeat = Message<"bmaas.operator.v1.AgentHeartbeat"> & {
  * Use `create(AgentHeartbeatSchema)` to create a new message.
  */
 export const AgentHeartbeatSchema: GenMessage<AgentHeartbeat> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 11);
+  messageDesc(file_bmaas_operator_v1_operator, 28);
 
 /**
  * HardwareReport: the last non-empty hardware report.
@@ -409,7 +938,7 @@ export type HardwareReport = Message<"bmaas.operator.v1.HardwareReport"> & {
  * Use `create(HardwareReportSchema)` to create a new message.
  */
 export const HardwareReportSchema: GenMessage<HardwareReport> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 12);
+  messageDesc(file_bmaas_operator_v1_operator, 29);
 
 /**
  * InstallationRequest: the pending or last installation request.
@@ -438,7 +967,7 @@ export type InstallationRequest = Message<"bmaas.operator.v1.InstallationRequest
  * Use `create(InstallationRequestSchema)` to create a new message.
  */
 export const InstallationRequestSchema: GenMessage<InstallationRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 13);
+  messageDesc(file_bmaas_operator_v1_operator, 30);
 
 /**
  * InstallationReport: the last installation result.
@@ -474,7 +1003,46 @@ export type InstallationReport = Message<"bmaas.operator.v1.InstallationReport">
  * Use `create(InstallationReportSchema)` to create a new message.
  */
 export const InstallationReportSchema: GenMessage<InstallationReport> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 14);
+  messageDesc(file_bmaas_operator_v1_operator, 31);
+
+/**
+ * HeartbeatState says how recent a machine's last heartbeat is.
+ *
+ * @generated from enum bmaas.operator.v1.HeartbeatState
+ */
+export enum HeartbeatState {
+  /**
+   * @generated from enum value: HEARTBEAT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Younger than the freshness threshold (10 minutes by default).
+   *
+   * @generated from enum value: HEARTBEAT_STATE_FRESH = 1;
+   */
+  FRESH = 1,
+
+  /**
+   * Older than that.
+   *
+   * @generated from enum value: HEARTBEAT_STATE_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * The agent never heartbeat (or its key was revoked).
+   *
+   * @generated from enum value: HEARTBEAT_STATE_NEVER = 3;
+   */
+  NEVER = 3,
+}
+
+/**
+ * Describes the enum bmaas.operator.v1.HeartbeatState.
+ */
+export const HeartbeatStateSchema: GenEnum<HeartbeatState> = /*@__PURE__*/
+  enumDesc(file_bmaas_operator_v1_operator, 0);
 
 /**
  * OperatorService lets operators inspect and steer machines.
@@ -523,6 +1091,79 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof SetInstallationRequestRequestSchema;
     output: typeof SetInstallationRequestResponseSchema;
+  },
+  /**
+   * ListMachines pages through machines in a stable order, filtered.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.ListMachines
+   */
+  listMachines: {
+    methodKind: "unary";
+    input: typeof ListMachinesRequestSchema;
+    output: typeof ListMachinesResponseSchema;
+  },
+  /**
+   * RevokeAgent removes the machine's agent key and heartbeat: that agent is
+   * refused from then on.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.RevokeAgent
+   */
+  revokeAgent: {
+    methodKind: "unary";
+    input: typeof RevokeAgentRequestSchema;
+    output: typeof RevokeAgentResponseSchema;
+  },
+  /**
+   * DeleteMachine deletes a machine and its tags; its history survives.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.DeleteMachine
+   */
+  deleteMachine: {
+    methodKind: "unary";
+    input: typeof DeleteMachineRequestSchema;
+    output: typeof DeleteMachineResponseSchema;
+  },
+  /**
+   * UpdateProvider sets what the provider reports of a provided machine.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.UpdateProvider
+   */
+  updateProvider: {
+    methodKind: "unary";
+    input: typeof UpdateProviderRequestSchema;
+    output: typeof UpdateProviderResponseSchema;
+  },
+  /**
+   * GetMachineHistory returns a machine's history, newest first.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.GetMachineHistory
+   */
+  getMachineHistory: {
+    methodKind: "unary";
+    input: typeof GetMachineHistoryRequestSchema;
+    output: typeof GetMachineHistoryResponseSchema;
+  },
+  /**
+   * WatchMachines streams machine events as they are committed, by any
+   * server on the same database. A watcher that falls too far behind is
+   * ended with RESOURCE_EXHAUSTED; reconnect and reread what you need.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.WatchMachines
+   */
+  watchMachines: {
+    methodKind: "server_streaming";
+    input: typeof WatchMachinesRequestSchema;
+    output: typeof WatchMachinesResponseSchema;
+  },
+  /**
+   * FleetStats returns fleet counters and hardware totals.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.FleetStats
+   */
+  fleetStats: {
+    methodKind: "unary";
+    input: typeof FleetStatsRequestSchema;
+    output: typeof FleetStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bmaas_operator_v1_operator, 0);

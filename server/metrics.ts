@@ -1,0 +1,114 @@
+import * as grpc from "@grpc/grpc-js";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Logger } from "pino";
+import type { Bmdb, TransactionStats } from "../bmdb/index.js";
+
+// Prometheus metrics: transaction outcomes read from bmdb's counters, RPC
+// latency and heartbeat results observed at the gRPC edge, fleet gauges
+// refreshed on an interval (a scrape never runs the fleet query), and Node's
+// process metrics.
+
+const HEARTBEAT_PATHS = new Set(["cloud.bmaas.server.api.AgentCallback", "cloud.agent.api.AgentCallback"]);
+
+/** A counter mirroring a monotonically growing number kept elsewhere. */
+function mirrorCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read();
+      if (now > seen) this.inc(now - seen);
+      seen = now;
+    },
+  });
+}
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly #rpcSeconds: Histogram<"service" | "method" | "code">;
+  readonly #heartbeats: Counter<"code">;
+  readonly #fleet: Gauge<"state">;
+  readonly #hwNodes: Gauge<"provider" | "location">;
+  readonly #hwThreads: Gauge<"provider" | "location">;
+  readonly #hwMemory: Gauge<"provider" | "location">;
+  readonly #fleetAge: Gauge;
+  #timer: NodeJS.Timeout | undefined;
+  #refreshedAt = 0;
+
+  constructor(
+    private readonly bmdb: Bmdb,
+    private readonly logger: Logger,
+  ) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r });
+    const stats = (k: keyof TransactionStats) => () => bmdb.stats[k];
+    mirrorCounter(r, "bmdb_transaction_executed", "Machine database transactions committed.", stats("executed"));
+    mirrorCounter(r, "bmdb_transaction_retried", "Transaction attempts repeated after a serialization failure.", stats("retried"));
+    mirrorCounter(r, "bmdb_transaction_failed", "Transactions that failed for a database reason, after retries.", stats("failed"));
+    mirrorCounter(r, "bmdb_transaction_rejected", "Transactions rolled back for a domain reason (not found, conflict).", stats("rejected"));
+    this.#rpcSeconds = new Histogram({
+      name: "bmaas_rpc_duration_seconds",
+      help: "gRPC handling time by service, method and status code.",
+      labelNames: ["service", "method", "code"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [r],
+    });
+    this.#heartbeats = new Counter({ name: "bmaas_agent_heartbeats_total", help: "Agent heartbeats by result code.", labelNames: ["code"], registers: [r] });
+    this.#fleet = new Gauge({ name: "bmaas_fleet_machines", help: "Machines by fleet state (FleetStats).", labelNames: ["state"], registers: [r] });
+    const hw = (name: string, help: string) => new Gauge({ name, help, labelNames: ["provider", "location"], registers: [r] });
+    this.#hwNodes = hw("bmaas_fleet_hardware_nodes", "Machines with a hardware report, by provider and location.");
+    this.#hwThreads = hw("bmaas_fleet_hardware_cpu_threads", "CPU hardware threads reported, by provider and location.");
+    this.#hwMemory = hw("bmaas_fleet_hardware_memory_bytes", "Installed memory reported, by provider and location.");
+    this.#fleetAge = new Gauge({ name: "bmaas_fleet_stats_age_seconds", help: "Age of the fleet gauges.", registers: [r], collect: () => this.#ageNow() });
+  }
+
+  #ageNow(): void {
+    this.#fleetAge.set(this.#refreshedAt ? (Date.now() - this.#refreshedAt) / 1000 : -1);
+  }
+
+  /** Records one finished RPC; called from the gRPC adapter. */
+  observe(service: string, method: string, code: grpc.status, seconds: number): void {
+    const name = grpc.status[code] ?? String(code);
+    this.#rpcSeconds.observe({ service, method, code: name }, seconds);
+    if (HEARTBEAT_PATHS.has(service)) this.#heartbeats.inc({ code: name });
+  }
+
+  /** Recomputes the fleet gauges now. */
+  async refreshFleet(): Promise<void> {
+    const s = await this.bmdb.fleetStats();
+    const c = s.counters;
+    const states: [string, number][] = [
+      ["all", c.machines],
+      ["provided", c.provided],
+      ["heartbeating", c.heartbeating],
+      ["pending_installation", c.pendingInstallation],
+      ["installed", c.installed],
+      ["pending_agent_start", c.pendingAgentStart],
+      ["pending_recovery", c.pendingRecovery],
+    ];
+    for (const [state, v] of states) this.#fleet.set({ state }, v);
+    for (const g of [this.#hwNodes, this.#hwThreads, this.#hwMemory]) g.reset();
+    for (const h of s.hardware) {
+      const labels = { provider: h.provider, location: h.location };
+      this.#hwNodes.set(labels, h.nodes);
+      this.#hwThreads.set(labels, h.cpuThreads);
+      this.#hwMemory.set(labels, Number(h.memoryBytes));
+    }
+    this.#refreshedAt = Date.now();
+  }
+
+  /** Refreshes the fleet gauges every intervalMs (and once now). */
+  start(intervalMs: number): void {
+    const tick = () =>
+      this.refreshFleet().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "fleet metrics refresh failed"));
+    void tick();
+    this.#timer = setInterval(tick, intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
