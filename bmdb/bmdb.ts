@@ -1,10 +1,11 @@
 import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
-import { v4 as uuidv4, v7 as uuidv7 } from "uuid";
+import { v4 as uuidv4 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
 import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
+import { newEventId } from "./private/event-id.js";
 import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
 
 /** What bmdb needs to know of the time; injectable so tests control it. */
@@ -414,7 +415,7 @@ export class Bmdb {
     event: MachineEventKind,
     details: { [key: string]: JsonValue },
   ): Promise<void> {
-    const e: MachineEvent = { eventId: uuidv7({ msecs: at.getTime() }), machineId, occurredAt: at, event, details };
+    const e: MachineEvent = { eventId: newEventId(at), machineId, occurredAt: at, event, details };
     await trx
       .insertInto("machine_history")
       .values({ event_id: e.eventId, machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })

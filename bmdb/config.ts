@@ -7,6 +7,8 @@ export interface BmdbFlags {
   skipMigrations?: boolean;
   dbPoolSize?: number;
   dbMaxAttempts?: number;
+  heartbeatStaleAfter?: number;
+  recoveryAfter?: number;
 }
 
 function positiveInt(name: string) {
@@ -35,6 +37,18 @@ export const BmdbConfig = {
           .env("BMAAS_DB_MAX_ATTEMPTS")
           .argParser(positiveInt("--db-max-attempts"))
           .default(10),
+      )
+      .addOption(
+        new Option("--heartbeat-stale-after <seconds>", "a heartbeat older than this is stale (machine needs recovery)")
+          .env("BMAAS_HEARTBEAT_STALE_AFTER")
+          .argParser(positiveInt("--heartbeat-stale-after"))
+          .default(600),
+      )
+      .addOption(
+        new Option("--recovery-after <seconds>", "an agent started this long ago that never heartbeat needs recovery")
+          .env("BMAAS_RECOVERY_AFTER")
+          .argParser(positiveInt("--recovery-after"))
+          .default(1800),
       );
   },
 
@@ -49,6 +63,10 @@ export const BmdbConfig = {
         migrate: !flags.skipMigrations,
         ...(flags.dbPoolSize !== undefined && { poolSize: flags.dbPoolSize }),
         ...(flags.dbMaxAttempts !== undefined && { maxAttempts: flags.dbMaxAttempts }),
+        thresholds: {
+          heartbeatFreshMs: (flags.heartbeatStaleAfter ?? 600) * 1000,
+          recoveryAfterMs: (flags.recoveryAfter ?? 1800) * 1000,
+        },
       },
     };
   },

@@ -15,6 +15,11 @@ export interface ServerFlags {
   maxRequestBytes: number;
   shutdownGrace: number;
   agentHeartbeatInterval: number;
+  metricsListen: string;
+  metricsMtls?: boolean;
+  fleetStatsRefresh: number;
+  staleSweepInterval: number;
+  watchMaxQueued: number;
   logLevel: string;
 }
 
@@ -28,6 +33,11 @@ export interface ServerConfigValues {
   maxRequestBytes: number;
   shutdownGraceMs: number;
   agentHeartbeatIntervalMs: number;
+  metricsListenAddress?: string;
+  metricsMtls: boolean;
+  fleetStatsRefreshMs: number;
+  staleSweepIntervalMs: number;
+  watchMaxQueued: number;
   logLevel: string;
   /** Set when --dev-certs was used: where the files are and whether this start made them. */
   devCerts?: { dir: string; created: boolean };
@@ -80,6 +90,26 @@ export const ServerConfig = {
           .argParser(nonNegative("--agent-heartbeat-interval"))
           .default(0),
       )
+      .addOption(new Option("--metrics-listen <addr>", 'Prometheus /metrics listener ("" to disable)').env("BMAAS_METRICS_LISTEN").default("127.0.0.1:4243"))
+      .addOption(new Option("--metrics-mtls", "serve metrics over HTTPS behind the operator mTLS").env("BMAAS_METRICS_MTLS"))
+      .addOption(
+        new Option("--fleet-stats-refresh <seconds>", "how often the fleet gauges are recomputed")
+          .env("BMAAS_FLEET_STATS_REFRESH")
+          .argParser(nonNegative("--fleet-stats-refresh"))
+          .default(30),
+      )
+      .addOption(
+        new Option("--stale-sweep-interval <seconds>", "how often machines that stopped heartbeating are recorded as stale (0: never)")
+          .env("BMAAS_STALE_SWEEP_INTERVAL")
+          .argParser(nonNegative("--stale-sweep-interval"))
+          .default(30),
+      )
+      .addOption(
+        new Option("--watch-max-queued <events>", "events a WatchMachines client may fall behind before it is dropped")
+          .env("BMAAS_WATCH_MAX_QUEUED")
+          .argParser(nonNegative("--watch-max-queued"))
+          .default(1000),
+      )
       .addOption(
         new Option("--log-level <level>", "log level").env("BMAAS_LOG_LEVEL").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
       );
@@ -89,6 +119,7 @@ export const ServerConfig = {
   async resolve(flags: ServerFlags): Promise<ServerConfigValues> {
     parseListenAddress(flags.publicListen);
     parseListenAddress(flags.internalListen);
+    if (flags.metricsListen) parseListenAddress(flags.metricsListen);
     const files = [flags.tlsCert, flags.tlsKey, flags.operatorCa];
     const base = {
       publicListenAddress: flags.publicListen,
@@ -96,6 +127,11 @@ export const ServerConfig = {
       maxRequestBytes: flags.maxRequestBytes,
       shutdownGraceMs: flags.shutdownGrace * 1000,
       agentHeartbeatIntervalMs: flags.agentHeartbeatInterval * 1000,
+      ...(flags.metricsListen && { metricsListenAddress: flags.metricsListen }),
+      metricsMtls: !!flags.metricsMtls,
+      fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
+      staleSweepIntervalMs: flags.staleSweepInterval * 1000,
+      watchMaxQueued: Math.max(1, flags.watchMaxQueued),
       logLevel: flags.logLevel,
     };
     if (flags.devCerts) {

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
 import { pino } from "pino";
-import { openBmdb, type Bmdb } from "../../bmdb/index.js";
+import { openBmdb, type Bmdb, type BmdbOptions } from "../../bmdb/index.js";
 import { OperatorService } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import { AgentCallback } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
 import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../server/certs.js";
@@ -35,9 +35,10 @@ export interface TestServer {
 export async function startTestServer(
   backend: BackendFactory,
   overrides: Partial<ServerOptions> = {},
+  bmdbOptions: BmdbOptions = {},
 ): Promise<TestServer & { db: TestDatabase }> {
   const db = await backend.create();
-  const bmdb = await openBmdb(db.url);
+  const bmdb = await openBmdb(db.url, bmdbOptions);
   const pki = await testPki();
   const server = await BmaasServer.start({
     publicListenAddress: "127.0.0.1:0",
@@ -47,6 +48,8 @@ export async function startTestServer(
     operatorCa: pki.ca.cert,
     maxRequestBytes: 4 * 1024 * 1024,
     shutdownGraceMs: 2_000,
+    // Tests sweep and refresh explicitly, on their own clock.
+    staleSweepIntervalMs: 0,
     bmdb,
     logger: quietLogger,
     ...overrides,
@@ -122,4 +125,15 @@ export async function ecdsaSelfSigned(): Promise<{ cert: string; key: string }> 
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey("pkcs8", keys.privateKey as unknown as Parameters<typeof webcrypto.subtle.exportKey>[1]));
   const key = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString("base64").replace(/(.{64})/g, "$1\n")}\n-----END PRIVATE KEY-----\n`;
   return { cert: cert.toString("pem"), key };
+}
+
+/** A clock tests move by hand. */
+export function testClock(start = new Date("2026-01-01T00:00:00Z")) {
+  let now = start.getTime();
+  return {
+    now: () => new Date(now),
+    advance(ms: number) {
+      now += ms;
+    },
+  };
 }
