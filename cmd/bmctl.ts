@@ -1,23 +1,35 @@
 #!/usr/bin/env node
 import * as grpc from "@grpc/grpc-js";
-import { toJsonString } from "@bufbuild/protobuf";
+import { toJson, toJsonString } from "@bufbuild/protobuf";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { MachineSchema, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { validate as isUuid } from "uuid";
+import {
+  FleetStatsResponseSchema,
+  HeartbeatState,
+  MachineEventSchema,
+  MachineSchema,
+  MachineSummarySchema,
+  OperatorService,
+  type ListMachinesRequestSchema,
+  type MachineSummary,
+} from "../gen/bmaas/operator/v1/operator_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DEV_CERT_FILES } from "../server/certs.js";
 import { createClient, type ServiceClient } from "../server/grpc-adapter.js";
 import { findDevCerts } from "./private/dev-certs.js";
+import { diagnoseConnection, type TlsMaterial } from "./private/diagnose.js";
 import { fail } from "./private/fail.js";
-import { formatMachine } from "./private/format.js";
+import { formatEvent, formatFleetStats, formatMachine, MACHINE_HEAD, machineRows, table } from "./private/format.js";
 
 const NAME = "bmctl";
+const DEADLINE_MS = 15_000;
 
 // grpc-js sets the TLS server name to the target host even when it is an IP
 // address, which makes Node print a deprecation warning: noise on a CLI whose
 // errors are one line.
 process.noDeprecation = true;
-const DEADLINE_MS = 15_000;
 
 interface GlobalFlags {
   server: string;
@@ -38,31 +50,33 @@ function readFlagFile(flag: string, file: string): Buffer {
 }
 
 /** Explicit files win; otherwise a certificate directory; otherwise npm start's. */
-function credentials(flags: GlobalFlags): grpc.ChannelCredentials {
+function tlsMaterial(flags: GlobalFlags): TlsMaterial {
   const dir = flags.certsDir ?? (flags.ca && flags.cert && flags.key ? undefined : findDevCerts());
   const pick = (flag: string, explicit: string | undefined, file: string) => {
     if (explicit) return readFlagFile(flag, explicit);
     if (!dir) fail(NAME, `no ${flag} given and no development certificates found (run npm start first, or pass --ca, --cert and --key)`, 2);
     return readFlagFile(flag, join(dir, file));
   };
-  return grpc.credentials.createSsl(
-    pick("--ca", flags.ca, DEV_CERT_FILES.caCert),
-    pick("--key", flags.key, DEV_CERT_FILES.operatorKey),
-    pick("--cert", flags.cert, DEV_CERT_FILES.operatorCert),
-  );
+  return {
+    ca: pick("--ca", flags.ca, DEV_CERT_FILES.caCert),
+    key: pick("--key", flags.key, DEV_CERT_FILES.operatorKey),
+    cert: pick("--cert", flags.cert, DEV_CERT_FILES.operatorCert),
+  };
 }
 
 /** One line per failure, naming what went wrong in the user's terms. */
-function explain(e: unknown, flags: GlobalFlags): string {
+async function explain(e: unknown, flags: GlobalFlags, tls: TlsMaterial | undefined): Promise<string> {
   const err = e as Partial<grpc.ServiceError>;
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
-      return `cannot reach the server at ${flags.server}, or it refused our certificate: ${err.details}`;
+      if (/Name resolution failed/.test(err.details ?? "")) return `cannot reach the server at ${flags.server}: unknown host`;
+      return tls ? diagnoseConnection(flags.server, tls) : `cannot reach the server at ${flags.server}: ${err.details}`;
     case grpc.status.DEADLINE_EXCEEDED:
       return `the server at ${flags.server} did not answer within ${DEADLINE_MS / 1000}s`;
     case grpc.status.NOT_FOUND:
     case grpc.status.INVALID_ARGUMENT:
     case grpc.status.ALREADY_EXISTS:
+    case grpc.status.FAILED_PRECONDITION:
       return err.details ?? "request refused";
     case undefined:
       return (e as Error).message;
@@ -81,12 +95,32 @@ export function parsePublicKey(text: string): Uint8Array {
   return bytes;
 }
 
+/** Checked before dialling, so a typo gets its own message. */
+function machineId(text: string): string {
+  if (!isUuid(text)) throw new InvalidArgumentError(`"${text}" is not a machine ID (a UUID like 9b4b8487-6a66-4ca3-b732-0f789f43f1a8)`);
+  return text.toLowerCase();
+}
+
 function generation(text: string): bigint {
   if (!/^\d+$/.test(text) || BigInt(text) <= 0n || BigInt(text) > 2n ** 63n - 1n) {
     throw new InvalidArgumentError("must be a positive 64-bit integer");
   }
   return BigInt(text);
 }
+
+function positive(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+const HEARTBEAT_STATES: Record<string, HeartbeatState> = {
+  fresh: HeartbeatState.FRESH,
+  stale: HeartbeatState.STALE,
+  never: HeartbeatState.NEVER,
+};
+
+const print = (text: string) => process.stdout.write(text + "\n");
 
 async function main(): Promise<void> {
   const program = new Command(NAME)
@@ -97,12 +131,14 @@ async function main(): Promise<void> {
     .addOption(new Option("--cert <file>", "operator client certificate").env("BMCTL_CERT"))
     .addOption(new Option("--key <file>", "key of --cert").env("BMCTL_KEY"))
     .addOption(new Option("--certs-dir <dir>", "directory with ca.pem, operator.pem, operator-key.pem").env("BMCTL_CERTS_DIR"))
-    .addHelpText("after", "\nWith no flags, bmctl uses the development certificates and listener of `npm start`.");
+    .addHelpText("after", "\nWith no flags, bmctl uses the development certificates and listener of `npm start`.\n\nExample:\n  bmctl machine list --heartbeat stale");
 
   let client: Operator | undefined;
+  let tls: TlsMaterial | undefined;
   const operator = (): Operator => {
     const flags = program.opts<GlobalFlags>();
-    return (client ??= createClient(OperatorService, flags.server, credentials(flags)));
+    tls ??= tlsMaterial(flags);
+    return (client ??= createClient(OperatorService, flags.server, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert)));
   };
   const deadline = () => ({ deadline: Date.now() + DEADLINE_MS });
   // Commander passes each action its parsed arguments; run() adds the common
@@ -111,51 +147,191 @@ async function main(): Promise<void> {
     try {
       await fn(...args);
     } catch (e) {
-      fail(NAME, explain(e, program.opts<GlobalFlags>()));
+      fail(NAME, await explain(e, program.opts<GlobalFlags>(), tls));
     } finally {
       client?.close();
     }
   };
+  const example = (text: string) => `\nExample:\n  ${text}`;
 
-  const machine = program.command("machine").description("create and inspect machines");
+  const machine = program.command("machine").description("create, list, inspect, watch and delete machines");
   machine
     .command("create")
     .description("create a machine and print its ID")
     .option("--provider <name>", "provider that supplied the machine (with --provider-id)")
     .option("--provider-id <id>", "the machine's ID at that provider")
-    .addHelpText("after", "\nExample:\n  bmctl machine create --provider equinix --provider-id da-11")
+    .addHelpText("after", example("bmctl machine create --provider equinix --provider-id da-11"))
     .action(
       run(async (opts: { provider?: string; providerId?: string }) => {
         const r = await operator().createMachine({ provider: opts.provider ?? "", providerId: opts.providerId ?? "" }, deadline());
-        process.stdout.write(`${r.machineId}\n`);
-      }),
-    );
-  machine
-    .command("get")
-    .description("show a machine with every tag")
-    .argument("<machine-id>")
-    .option("--json", "print the machine as JSON")
-    .addHelpText("after", "\nExample:\n  bmctl machine get 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 --json")
-    .action(
-      run(async (machineId: string, opts: { json?: boolean }) => {
-        const r = await operator().getMachine({ machineId }, deadline());
-        const m = r.machine!;
-        process.stdout.write((opts.json ? toJsonString(MachineSchema, m, { prettySpaces: 2 }) : formatMachine(m)) + "\n");
+        print(r.machineId);
       }),
     );
 
-  program
-    .command("agent")
-    .description("manage agent keys")
+  machine
+    .command("list")
+    .description("list machines, filtered, a page at a time (or --all)")
+    .addOption(new Option("--heartbeat <state>", "last heartbeat state").choices(Object.keys(HEARTBEAT_STATES)))
+    .option("--needs-recovery", "only machines that need recovery")
+    .option("--healthy", "only machines that do not need recovery")
+    .option("--provider <name>", "only this provider's machines")
+    .option("--has-hardware", "only machines with a hardware report")
+    .option("--no-hardware", "only machines without a hardware report")
+    .option("--pending-installation", "only machines with an installation request not yet reported")
+    .option("--page-size <n>", "machines per page (max 1000)", positive, 100)
+    .option("--page-token <token>", "continue after a previous page")
+    .option("--all", "follow every page")
+    .option("--json", "print JSON (one array)")
+    .addHelpText("after", example("bmctl machine list --provider equinix --heartbeat stale --all"))
+    .action(
+      run(
+        async (o: {
+          heartbeat?: string;
+          needsRecovery?: boolean;
+          healthy?: boolean;
+          provider?: string;
+          hasHardware?: boolean;
+          hardware?: boolean;
+          pendingInstallation?: boolean;
+          pageSize: number;
+          pageToken?: string;
+          all?: boolean;
+          json?: boolean;
+        }) => {
+          if (o.needsRecovery && o.healthy) throw new Error("--needs-recovery and --healthy exclude each other");
+          const filter: MessageInitShape<typeof ListMachinesRequestSchema> = {
+            pageSize: o.pageSize,
+            ...(o.heartbeat && { heartbeatState: HEARTBEAT_STATES[o.heartbeat] }),
+            ...(o.needsRecovery && { needsRecovery: true }),
+            ...(o.healthy && { needsRecovery: false }),
+            ...(o.provider !== undefined && { provider: o.provider }),
+            ...(o.hasHardware && { hasHardwareReport: true }),
+            ...(o.hardware === false && { hasHardwareReport: false }),
+            ...(o.pendingInstallation && { pendingInstallation: true }),
+          };
+          const machines: MachineSummary[] = [];
+          let token = o.pageToken ?? "";
+          let next = "";
+          do {
+            const page = await operator().listMachines({ ...filter, pageToken: token }, deadline());
+            machines.push(...page.machines);
+            next = token = page.nextPageToken;
+          } while (o.all && token);
+          if (o.json) {
+            print(JSON.stringify(machines.map((m) => toJson(MachineSummarySchema, m)), null, 2));
+            return;
+          }
+          print(machines.length ? table(MACHINE_HEAD, machineRows(machines)) : "no machines match");
+          if (next) print(`\nmore: --page-token ${next}  (or --all)`);
+        },
+      ),
+    );
+
+  machine
+    .command("get")
+    .description("show a machine with every tag and its recent history")
+    .argument("<machine-id>", "machine ID", machineId)
+    .option("--json", "print the machine as JSON")
+    .option("--history <n>", "how many recent events to show", positive, 10)
+    .addHelpText("after", example("bmctl machine get 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 --json"))
+    .action(
+      run(async (id: string, opts: { json?: boolean; history: number }) => {
+        const [r, h] = await Promise.all([
+          operator().getMachine({ machineId: id }, deadline()),
+          operator().getMachineHistory({ machineId: id, pageSize: opts.history }, deadline()),
+        ]);
+        if (opts.json) {
+          print(
+            JSON.stringify(
+              { ...(toJson(MachineSchema, r.machine!) as object), recentHistory: h.events.map((e) => toJson(MachineEventSchema, e)) },
+              null,
+              2,
+            ),
+          );
+          return;
+        }
+        print(formatMachine(r.machine!));
+        print(`\nrecent history (newest first):\n${h.events.map((e) => "  " + formatEvent(e)).join("\n") || "  none"}`);
+      }),
+    );
+
+  machine
+    .command("watch")
+    .description("print one line per machine event as it happens, until interrupted")
+    .argument("[machine-id]", "only this machine", machineId)
+    .option("--json", "print each event as a JSON line")
+    .addHelpText("after", example("bmctl machine watch 9b4b8487-6a66-4ca3-b732-0f789f43f1a8"))
+    .action(
+      run(async (id: string | undefined, opts: { json?: boolean }) => {
+        const stream = operator().watchMachines({ machineId: id ?? "" });
+        process.once("SIGINT", () => stream.cancel());
+        process.once("SIGTERM", () => stream.cancel());
+        await new Promise<void>((resolve, reject) => {
+          stream.once("metadata", () => process.stderr.write(`watching ${id ?? "all machines"} (Ctrl-C to stop)\n`));
+          stream.on("data", (item: { item: { case: "event" | "gap" | undefined; value?: unknown } }) => {
+            const it = item.item;
+            if (it.case === "event") {
+              const e = it.value as Parameters<typeof formatEvent>[0];
+              print(opts.json ? toJsonString(MachineEventSchema, e) : formatEvent(e));
+            } else if (it.case === "gap") {
+              print(`gap: ${String(it.value)}`);
+            }
+          });
+          stream.on("error", (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
+          stream.on("end", () => resolve());
+        });
+      }),
+    );
+
+  machine
+    .command("delete")
+    .description("delete a machine and its tags (its history is kept)")
+    .argument("<machine-id>", "machine ID", machineId)
+    .addHelpText("after", example("bmctl machine delete 9b4b8487-6a66-4ca3-b732-0f789f43f1a8"))
+    .action(
+      run(async (id: string) => {
+        await operator().deleteMachine({ machineId: id }, deadline());
+        print(`deleted ${id}`);
+      }),
+    );
+
+  machine
+    .command("update-provider")
+    .description("set what the provider reports of a provided machine")
+    .argument("<machine-id>", "machine ID", machineId)
+    .option("--status <s>", "provider status")
+    .option("--address <a>", "address")
+    .option("--location <l>", "location")
+    .addHelpText("after", example("bmctl machine update-provider 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 --status active --location fra2"))
+    .action(
+      run(async (id: string, o: { status?: string; address?: string; location?: string }) => {
+        await operator().updateProvider({ machineId: id, ...o }, deadline());
+        print(`updated ${id}`);
+      }),
+    );
+
+  const agent = program.command("agent").description("manage agent keys");
+  agent
     .command("register")
     .description("record the Ed25519 public key of the agent started on a machine (replaces an older key)")
-    .argument("<machine-id>")
+    .argument("<machine-id>", "machine ID", machineId)
     .argument("<pubkey>", "raw Ed25519 public key, hex or base64", parsePublicKey)
-    .addHelpText("after", "\nExample:\n  bmctl agent register 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c")
+    .addHelpText("after", example("bmctl agent register 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"))
     .action(
-      run(async (machineId: string, publicKey: Uint8Array) => {
-        const r = await operator().registerAgent({ machineId, publicKey }, deadline());
-        process.stdout.write(`registered key sha256:${r.keyFingerprint}\n`);
+      run(async (id: string, publicKey: Uint8Array) => {
+        const r = await operator().registerAgent({ machineId: id, publicKey }, deadline());
+        print(`registered key sha256:${r.keyFingerprint}`);
+      }),
+    );
+  agent
+    .command("revoke")
+    .description("remove the machine's agent key and heartbeat: that agent is refused from now on")
+    .argument("<machine-id>", "machine ID", machineId)
+    .addHelpText("after", example("bmctl agent revoke 9b4b8487-6a66-4ca3-b732-0f789f43f1a8"))
+    .action(
+      run(async (id: string) => {
+        const r = await operator().revokeAgent({ machineId: id }, deadline());
+        print(`revoked key sha256:${r.keyFingerprint}`);
       }),
     );
 
@@ -164,7 +340,7 @@ async function main(): Promise<void> {
     .description("steer OS installations")
     .command("request")
     .description("ask the machine's agent to install an OS (replaces an older request)")
-    .argument("<machine-id>")
+    .argument("<machine-id>", "machine ID", machineId)
     .requiredOption("--generation <n>", "positive number; a report for it stops the request", generation)
     .requiredOption("--root-device <dev>", "device to install to, e.g. /dev/nvme0n1")
     .option("--image-scheme <scheme>", "OS image registry scheme", "https")
@@ -173,17 +349,17 @@ async function main(): Promise<void> {
     .option("--image-tag <tag>", "OS image tag")
     .option("--image-digest <digest>", "OS image digest, e.g. sha256:…")
     .option("--node-parameters <file>", "file with serialized node parameters, forwarded opaquely")
-    .addHelpText("after", "\nExample:\n  bmctl install request ID --generation 1 --root-device /dev/sda --image-host registry.example --image-repository os --image-tag v1")
+    .addHelpText("after", example("bmctl install request ID --generation 1 --root-device /dev/sda --image-host registry.example --image-repository os --image-tag v1"))
     .action(
       run(
         async (
-          machineId: string,
+          id: string,
           o: { generation: bigint; rootDevice: string; imageScheme: string; imageHost?: string; imageRepository?: string; imageTag?: string; imageDigest?: string; nodeParameters?: string },
         ) => {
           const image = o.imageHost || o.imageRepository || o.imageTag || o.imageDigest;
           await operator().setInstallationRequest(
             {
-              machineId,
+              machineId: id,
               generation: o.generation,
               rootDevice: o.rootDevice,
               ...(image && {
@@ -199,9 +375,23 @@ async function main(): Promise<void> {
             },
             deadline(),
           );
-          process.stdout.write(`installation generation ${o.generation} requested for ${machineId}\n`);
+          print(`installation generation ${o.generation} requested for ${id}`);
         },
       ),
+    );
+
+  program
+    .command("fleet")
+    .description("fleet-wide views")
+    .command("stats")
+    .description("fleet counters and hardware totals by provider and location")
+    .option("--json", "print JSON")
+    .addHelpText("after", example("bmctl fleet stats"))
+    .action(
+      run(async (o: { json?: boolean }) => {
+        const s = await operator().fleetStats({}, deadline());
+        print(o.json ? toJsonString(FleetStatsResponseSchema, s, { prettySpaces: 2 }) : formatFleetStats(s));
+      }),
     );
 
   await program.parseAsync();

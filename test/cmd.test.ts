@@ -63,6 +63,7 @@ describe("bmaas-server and bmctl as processes", () => {
       "--database-url", join(dir, "db"),
       "--public-listen", "127.0.0.1:0",
       "--internal-listen", "127.0.0.1:0",
+      "--metrics-listen", "127.0.0.1:0",
     ]);
     bmctl = (...args) => run("bmctl.ts", ["--server", server.internalAddress, "--certs-dir", certs, ...args]);
   });
@@ -122,7 +123,7 @@ describe("bmaas-server and bmctl as processes", () => {
     expect(dup.code).toBe(0);
     const cases: [string[], RegExp][] = [
       [["machine", "create", "--provider", "equinix", "--provider-id", "dup"], /already has a machine/],
-      [["machine", "get", "not-a-uuid"], /not a UUID/],
+      [["machine", "get", "not-a-uuid"], /"not-a-uuid" is not a machine ID/],
       [["machine", "get", "0b6f1d3e-0000-4000-8000-000000000000"], /not found/],
       [["agent", "register", "0b6f1d3e-0000-4000-8000-000000000000", "zz"], /32-byte Ed25519 public key/],
       [["install", "request", "0b6f1d3e-0000-4000-8000-000000000000", "--generation", "-1", "--root-device", "/dev/sda"], /positive 64-bit integer/],
@@ -167,7 +168,7 @@ describe("bmaas-server and bmctl as processes", () => {
     server.proc.kill("SIGTERM");
     expect(await server.exited).toBe(0);
     // Same directory again: same CA, and the data written before is still there.
-    const again = await startServer(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0"]);
+    const again = await startServer(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--metrics-listen", ""]);
     try {
       expect(readFileSync(join(certs, "ca.pem"), "utf8")).toBe(ca);
       const r = await run("bmctl.ts", ["--server", again.internalAddress, "--certs-dir", certs, "machine", "create", "--provider", "equinix", "--provider-id", "da-1"]);

@@ -1,6 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { Machine } from "../../gen/bmaas/operator/v1/operator_pb.js";
+import { HeartbeatState, type FleetStatsResponse, type Machine, type MachineEvent, type MachineSummary } from "../../gen/bmaas/operator/v1/operator_pb.js";
 
 /** "12s ago", "5m ago", "3h ago", "2d ago". */
 export function humanAge(ms: number): string {
@@ -64,4 +64,51 @@ export function formatMachine(m: Machine, now = Date.now()): string {
   if (rp) rows.push(["installed", `generation ${rp.generation}: ${rp.success ? "success" : `error: ${rp.error}`} (${when(rp.reportedAt, now)})`]);
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+}
+
+/** Aligned columns; the last column is not padded. */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
+  return [line(head), ...rows.map(line)].join("\n");
+}
+
+const STATE_NAMES: Record<HeartbeatState, string> = {
+  [HeartbeatState.UNSPECIFIED]: "?",
+  [HeartbeatState.FRESH]: "fresh",
+  [HeartbeatState.STALE]: "stale",
+  [HeartbeatState.NEVER]: "never",
+};
+
+export function machineRows(machines: MachineSummary[], now = Date.now()): string[][] {
+  return machines.map((m) => [
+    m.machineId,
+    m.provider ? `${m.provider}/${m.providerId}` : "-",
+    m.lastHeartbeatAt ? humanAge(now - timestampDate(m.lastHeartbeatAt).getTime()) : "never",
+    STATE_NAMES[m.heartbeatState],
+    m.needsRecovery ? "needs recovery" : "-",
+    m.hasHardwareReport ? "yes" : "no",
+    m.installationPending ? "pending" : "-",
+  ]);
+}
+
+export const MACHINE_HEAD = ["MACHINE", "PROVIDER", "HEARTBEAT", "STATE", "RECOVERY", "HW", "INSTALL"];
+
+/** One line per event: time, machine, kind, details. */
+export function formatEvent(e: MachineEvent): string {
+  const at = e.occurredAt ? timestampDate(e.occurredAt).toISOString() : "-";
+  return `${at}  ${e.machineId}  ${e.kind}${e.detailsJson && e.detailsJson !== "{}" ? `  ${e.detailsJson}` : ""}`;
+}
+
+export function formatFleetStats(s: FleetStatsResponse): string {
+  const counters = table(
+    ["MACHINES", "PROVIDED", "HEARTBEATING", "PENDING INSTALL", "INSTALLED", "PENDING AGENT START", "PENDING RECOVERY"],
+    [[s.machines, s.provided, s.heartbeating, s.pendingInstallation, s.installed, s.pendingAgentStart, s.pendingRecovery].map(String)],
+  );
+  if (s.hardware.length === 0) return counters + "\n\nno hardware reports yet";
+  const hw = table(
+    ["PROVIDER", "LOCATION", "NODES", "CPU THREADS", "MEMORY"],
+    s.hardware.map((h) => [h.provider || "-", h.location || "-", String(h.nodes), String(h.cpuThreads), humanBytes(h.memoryBytes)]),
+  );
+  return `${counters}\n\n${hw}`;
 }
