@@ -1,0 +1,143 @@
+// ListMachines benchmark: 100k machines (BENCH_MACHINES) with a realistic mix
+// of tags in a fresh PostgreSQL database, then filtered pages through the
+// real operator API (mTLS gRPC) and through bmdb alone. Prints p50/p99 per
+// filter; asserts nothing. Environment: BENCH_DATABASE_URL (the local
+// PostgreSQL by default), BENCH_MACHINES, BENCH_ROUNDS.
+import * as grpc from "@grpc/grpc-js";
+import { randomBytes } from "node:crypto";
+import { sql } from "kysely";
+import pg from "pg";
+import { pino } from "pino";
+import { openBmdb, type Bmdb } from "../../bmdb/index.js";
+import { HeartbeatState, OperatorService, type ListMachinesRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { createDevPki } from "../../server/certs.js";
+import { createClient } from "../../server/grpc-adapter.js";
+import { BmaasServer } from "../../server/server.js";
+
+process.noDeprecation = true;
+const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const MACHINES = Number(process.env.BENCH_MACHINES ?? 100_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
+
+async function populate(bmdb: Bmdb): Promise<void> {
+  // One set-based statement per tag: the shape of a real fleet, quickly.
+  const db = bmdb.db;
+  await sql`insert into machines (machine_id, created_at)
+    select gen_random_uuid(), now() - (random() * interval '90 days') from generate_series(1, ${MACHINES})`.execute(db);
+  await sql`insert into machine_provided (machine_id, provider, provider_id, provider_location)
+    select machine_id, (array['equinix','ovh','hetzner'])[1 + (abs(hashtext(machine_id::text)) % 3)], machine_id::text,
+           (array['fra','ams','sjc','nrt'])[1 + (abs(hashtext(machine_id::text || 'l')) % 4)]
+    from machines where abs(hashtext(machine_id::text)) % 10 < 7`.execute(db);
+  await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+    select machine_id, now() - interval '2 hours', sha256(machine_id::text::bytea) from machines where abs(hashtext(machine_id::text || 'a')) % 10 < 9`.execute(db);
+  // 80% heartbeat: most within a minute, one in eight of them an hour ago (stale).
+  await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
+    select machine_id, case when abs(hashtext(machine_id::text || 'h')) % 8 = 0 then now() - interval '1 hour' else now() - random() * interval '60 seconds' end
+    from machine_agent_started where abs(hashtext(machine_id::text || 'b')) % 10 < 9`.execute(db);
+  await sql`insert into machine_hardware_report (machine_id, hardware_report_raw, hardware_report_json, reported_at)
+    select machine_id, '\\x0a00'::bytea, '{"report":{"cpu":[{"hardwareThreads":32}],"memoryInstalledBytes":"137438953472"}}'::jsonb, now()
+    from machine_agent_heartbeat where abs(hashtext(machine_id::text || 'w')) % 4 <> 0`.execute(db);
+  await sql`insert into machine_installation_request (machine_id, generation, installation_request_raw, requested_at)
+    select machine_id, 1, '\\x0801'::bytea, now() from machine_agent_started where abs(hashtext(machine_id::text || 'i')) % 10 = 0`.execute(db);
+  await sql`insert into machine_installation_report (machine_id, generation, result, installation_report_raw, reported_at)
+    select machine_id, 1, 'success', '\\x0801'::bytea, now() from machine_installation_request where abs(hashtext(machine_id::text || 'r')) % 2 = 0`.execute(db);
+  await sql`analyze`.execute(db);
+}
+
+function stats(ms: number[]): { p50: number; p99: number } {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+  return { p50: at(50), p99: at(99) };
+}
+
+async function main(): Promise<void> {
+  const name = `bmaas_listbench_${randomBytes(4).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(PG_URL);
+  url.pathname = `/${name}`;
+  const bmdb = await openBmdb(url.toString());
+  const pki = await createDevPki();
+  let server: BmaasServer | undefined;
+  try {
+    const t0 = performance.now();
+    await populate(bmdb);
+    process.stdout.write(`populated ${MACHINES} machines in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`);
+    server = await BmaasServer.start({
+      publicListenAddress: "127.0.0.1:0",
+      internalListenAddress: "127.0.0.1:0",
+      serverCert: pki.server.cert,
+      serverKey: pki.server.key,
+      operatorCa: pki.ca.cert,
+      maxRequestBytes: 4 << 20,
+      staleSweepIntervalMs: 0,
+      fleetStatsRefreshMs: 3_600_000,
+      bmdb,
+      logger: pino({ level: "silent" }),
+    });
+    const op = createClient(
+      OperatorService,
+      server.internalAddress,
+      grpc.credentials.createSsl(Buffer.from(pki.ca.cert), Buffer.from(pki.operator.key), Buffer.from(pki.operator.cert)),
+      { "grpc.ssl_target_name_override": "localhost" },
+    );
+
+    // A cursor in the middle of the keyspace, for a deep page.
+    const mid = (await bmdb.listMachines({}, 1, "80000000-0000-0000-0000-000000000000")).machines[0]!.machineId;
+    const midToken = Buffer.from(JSON.stringify({ after: mid })).toString("base64url");
+    type Req = MessageInitShape<typeof ListMachinesRequestSchema>;
+    const cases: [string, Req][] = [
+      ["first page, no filter", {}],
+      ["deep page (mid keyspace)", { pageToken: midToken }],
+      ["heartbeat=stale", { heartbeatState: HeartbeatState.STALE }],
+      ["heartbeat=never", { heartbeatState: HeartbeatState.NEVER }],
+      ["needs_recovery", { needsRecovery: true }],
+      ["provider=ovh", { provider: "ovh" }],
+      ["has_hardware_report=false", { hasHardwareReport: false }],
+      ["pending_installation", { pendingInstallation: true }],
+      ["provider=hetzner + stale + pending", { provider: "hetzner", heartbeatState: HeartbeatState.STALE, pendingInstallation: true }],
+    ];
+    const rows: string[][] = [];
+    for (const [label, req] of cases) {
+      const rpc: number[] = [];
+      let count = 0;
+      for (let i = 0; i < ROUNDS; i++) {
+        const t = performance.now();
+        const page = await op.listMachines({ pageSize: 100, ...req });
+        rpc.push(performance.now() - t);
+        count = page.machines.length;
+      }
+      const r = stats(rpc);
+      rows.push([label, String(count), r.p50.toFixed(1), r.p99.toFixed(1)]);
+    }
+    const fs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = performance.now();
+      await op.fleetStats({});
+      fs.push(performance.now() - t);
+    }
+    op.close();
+    const head = ["ListMachines (page size 100, via gRPC)", "rows", "p50 ms", "p99 ms"];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join("  ");
+    process.stdout.write(`\n${MACHINES} machines on PostgreSQL, ${ROUNDS} rounds each\n${line(head)}\n${rows.map(line).join("\n")}\n`);
+    const f = stats(fs);
+    process.stdout.write(`\nFleetStats over ${MACHINES} machines: p50 ${f.p50.toFixed(0)} ms, max ${Math.max(...fs).toFixed(0)} ms\n`);
+  } finally {
+    await server?.stop();
+    await bmdb.close();
+    if (process.env.BENCH_KEEP) {
+      process.stdout.write(`kept database ${name}\n`);
+      return;
+    }
+    const c = new pg.Client({ connectionString: PG_URL });
+    await c.connect();
+    await c.query(`drop database if exists ${name} with (force)`);
+    await c.end();
+  }
+}
+
+await main();
