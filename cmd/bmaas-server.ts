@@ -20,9 +20,12 @@ function devBanner(config: ServerConfigValues, server: BmaasServer): string {
     `  agents     TLS on ${server.publicAddress}: dial localhost:${port(server.publicAddress)} with an Ed25519 self-signed`,
     `             client certificate and trust ${shown}/${DEV_CERT_FILES.caCert}`,
     `  operators  mTLS on ${server.internalAddress}: ${shown}/${DEV_CERT_FILES.operatorCert} + ${DEV_CERT_FILES.operatorKey}`,
+    ...(server.metricsAddress ? [`  metrics    http://${server.metricsAddress}/metrics`] : []),
     `  bmctl      npx bmctl machine create      (finds these certificates and this server by itself)`,
     `             npx bmctl agent register MACHINE_ID PUBKEY`,
-    `             npx bmctl machine get MACHINE_ID`,
+    `             npx bmctl machine list | get MACHINE_ID | watch`,
+    `  agent      npx bmaas-agent keygen --key agent.key, then`,
+    `             npx bmaas-agent run --server localhost:${port(server.publicAddress)} --ca ${shown}/${DEV_CERT_FILES.caCert} --machine-id ID --key agent.key`,
     "",
   ].join("\n");
 }
