@@ -3,7 +3,7 @@ import { v4 as uuidv4 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
 import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
-import { DEFAULT_THRESHOLDS, fleetStats, listMachines, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
+import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { newEventId } from "./private/event-id.js";
 import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
@@ -426,14 +426,7 @@ export class Bmdb {
   /** Reads a machine with every tag. */
   getMachine(machineId: string): Promise<MachineView> {
     return this.#transact("getMachine", async (trx) => {
-      const r = await trx
-        .selectFrom("machines as m")
-        .leftJoin("machine_provided as p", "p.machine_id", "m.machine_id")
-        .leftJoin("machine_agent_started as s", "s.machine_id", "m.machine_id")
-        .leftJoin("machine_agent_heartbeat as h", "h.machine_id", "m.machine_id")
-        .leftJoin("machine_hardware_report as hw", "hw.machine_id", "m.machine_id")
-        .leftJoin("machine_installation_request as rq", "rq.machine_id", "m.machine_id")
-        .leftJoin("machine_installation_report as rp", "rp.machine_id", "m.machine_id")
+      const r = await machinesWithTags(trx)
         .select([
           "m.machine_id",
           "m.created_at",

@@ -52,7 +52,8 @@ type Joined = ExpressionBuilder<
   (typeof JOINED)[number]
 >;
 
-function base(db: Kysely<Database>) {
+/** Every machine with each of its tags, left-joined under short aliases. */
+export function machinesWithTags(db: Kysely<Database>) {
   return db
     .selectFrom("machines as m")
     .leftJoin("machine_provided as p", "p.machine_id", "m.machine_id")
@@ -93,7 +94,7 @@ export async function listMachines(
   // on unique keys), then every column of just those machines. Joining every
   // tag of every candidate before the LIMIT made filtered pages scan and sort
   // thousands of rows.
-  const pageIds = base(db)
+  const pageIds = machinesWithTags(db)
     .select("m.machine_id")
     .where((eb) => {
       const p = predicates(eb, now, t);
@@ -108,7 +109,7 @@ export async function listMachines(
     })
     .orderBy("m.machine_id")
     .limit(pageSize + 1);
-  const rows = await base(db)
+  const rows = await machinesWithTags(db)
     .select((eb) => {
       const p = predicates(eb, now, t);
       return [
@@ -171,7 +172,7 @@ export interface FleetStats {
 
 /** The fleet counters of the original, and hardware totals by provider and location. */
 export async function fleetStats(db: Kysely<Database>, now: Date, t: FleetThresholds): Promise<FleetStats> {
-  const c = await base(db)
+  const c = await machinesWithTags(db)
     .select((eb) => {
       const p = predicates(eb, now, t);
       const count = (e: Expression<SqlBool>) => eb.fn.sum<string | number>(sql`case when ${e} then 1 else 0 end`);

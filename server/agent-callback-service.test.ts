@@ -18,13 +18,12 @@ import {
   ecdsaSelfSigned,
   errorOf,
   newAgent,
-  quietLogger,
+  startServerOn,
   startTestServer,
   testPki,
   type TestAgent,
 } from "../test/helpers/server.js";
 import { createClient } from "./grpc-adapter.js";
-import { BmaasServer } from "./server.js";
 import { rawField } from "./agent-callback-service.js";
 
 const OWN = { "grpc.use_local_subchannel_pool": 1 };
@@ -281,16 +280,7 @@ describe("AgentCallback with a failing database", () => {
     const pool = new pg.Pool({ connectionString: "postgres://nobody@127.0.0.1:1/none", connectionTimeoutMillis: 2000 });
     const bmdb = new Bmdb(new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), { maxAttempts: 1 });
     const pki = await testPki();
-    const server = await BmaasServer.start({
-      publicListenAddress: "127.0.0.1:0",
-      internalListenAddress: "127.0.0.1:0",
-      serverCert: pki.server.cert,
-      serverKey: pki.server.key,
-      operatorCa: pki.ca.cert,
-      maxRequestBytes: 1 << 20,
-      bmdb,
-      logger: quietLogger,
-    });
+    const server = await startServerOn(bmdb, pki);
     try {
       const agent = await newAgent(server.publicAddress, pki);
       const err = await errorOf(agent.client.heartbeat({ machineId: "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11" }));

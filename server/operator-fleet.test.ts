@@ -4,8 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBmdb } from "../bmdb/index.js";
 import { HeartbeatState, type WatchMachinesResponseSchema } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { testBackends } from "../test/helpers/databases.js";
-import { codeOf, errorOf, newAgent, operatorClient, quietLogger, startTestServer, testClock, type TestAgent } from "../test/helpers/server.js";
-import { BmaasServer } from "./server.js";
+import { codeOf, errorOf, newAgent, operatorClient, startServerOn, startTestServer, testClock, type TestAgent } from "../test/helpers/server.js";
 
 const MIN = 60_000;
 type WatchItem = MessageShape<typeof WatchMachinesResponseSchema>;
@@ -267,17 +266,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)("WatchMachines across servers on P
     const pg = testBackends().find((b) => b.name === "postgres")!;
     const one = await startTestServer(pg);
     const bmdb2 = await openBmdb(one.db.url);
-    const two = await BmaasServer.start({
-      publicListenAddress: "127.0.0.1:0",
-      internalListenAddress: "127.0.0.1:0",
-      serverCert: one.pki.server.cert,
-      serverKey: one.pki.server.key,
-      operatorCa: one.pki.ca.cert,
-      maxRequestBytes: 1 << 20,
-      staleSweepIntervalMs: 0,
-      bmdb: bmdb2,
-      logger: quietLogger,
-    });
+    const two = await startServerOn(bmdb2, one.pki);
     const op2 = operatorClient(two.internalAddress, one.pki);
     try {
       const { machineId } = await one.operator.createMachine({});

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends } from "./helpers/databases.js";
 import { runScript } from "./helpers/process.js";
-import { startTestServer } from "./helpers/server.js";
+import { startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmaas-agent and bmctl as processes against a real server: keygen →
 // bmctl agent register → run --once → bmctl machine get shows this machine's
@@ -21,12 +21,7 @@ describe("bmaas-agent end to end", () => {
   beforeAll(async () => {
     t = await startTestServer(testBackends()[0]!, { agentHeartbeatIntervalMs: 7_000 });
     dir = mkdtempSync(join(tmpdir(), "bmaas-agent-e2e-"));
-    certs = join(dir, "certs");
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(certs);
-    writeFileSync(join(certs, "ca.pem"), t.pki.ca.cert);
-    writeFileSync(join(certs, "operator.pem"), t.pki.operator.cert);
-    writeFileSync(join(certs, "operator-key.pem"), t.pki.operator.key);
+    certs = writeCertsDir(join(dir, "certs"), t.pki);
   });
   afterAll(async () => {
     await t?.stop();

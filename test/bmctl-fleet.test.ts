@@ -1,12 +1,12 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createDevPki } from "../server/certs.js";
 import { testBackends } from "./helpers/databases.js";
 import { ROOT, runScript } from "./helpers/process.js";
-import { newAgent, startTestServer } from "./helpers/server.js";
+import { newAgent, startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmctl's fleet commands as processes against a real server.
 
@@ -19,11 +19,7 @@ describe("bmctl fleet commands", () => {
   beforeAll(async () => {
     t = await startTestServer(testBackends()[0]!);
     dir = mkdtempSync(join(tmpdir(), "bmctl-fleet-"));
-    certs = join(dir, "certs");
-    mkdirSync(certs);
-    writeFileSync(join(certs, "ca.pem"), t.pki.ca.cert);
-    writeFileSync(join(certs, "operator.pem"), t.pki.operator.cert);
-    writeFileSync(join(certs, "operator-key.pem"), t.pki.operator.key);
+    certs = writeCertsDir(join(dir, "certs"), t.pki);
   });
   afterAll(async () => {
     await t?.stop();
@@ -102,6 +98,13 @@ describe("bmctl fleet commands", () => {
     a.agent.client.close();
   });
 
+  it("updates what the provider says of a machine", async () => {
+    const { machineId } = await t.operator.createMachine({ provider: "updco", providerId: "u" });
+    const r = await bmctl("machine", "update-provider", machineId, "--status", "active", "--location", "fra2");
+    expect(r.stdout).toBe(`updated ${machineId}\n`);
+    expect((await bmctl("machine", "get", machineId)).stdout).toMatch(/provider\s+updco \/ u \(status active, location fra2\)/);
+  });
+
   it("prints fleet stats", async () => {
     await heartbeatingMachine("statco", "s");
     const r = await bmctl("fleet", "stats");
@@ -114,11 +117,7 @@ describe("bmctl fleet commands", () => {
 
   it("names each kind of failure distinctly, in one line", async () => {
     const foreign = await createDevPki();
-    const foreignDir = join(dir, "foreign");
-    mkdirSync(foreignDir);
-    writeFileSync(join(foreignDir, "ca.pem"), t.pki.ca.cert);
-    writeFileSync(join(foreignDir, "operator.pem"), foreign.operator.cert);
-    writeFileSync(join(foreignDir, "operator-key.pem"), foreign.operator.key);
+    const foreignDir = writeCertsDir(join(dir, "foreign"), t.pki, foreign.operator);
     const cases: [string[], RegExp][] = [
       [["--server", t.server.internalAddress, "--certs-dir", certs, "machine", "get", "0b6f1d3e-0000-4000-8000-000000000000"], /^bmctl: machine 0b6f1d3e-0000-4000-8000-000000000000 not found$/],
       [["--server", t.server.internalAddress, "--certs-dir", certs, "machine", "get", "12345"], /"12345" is not a machine ID/],

@@ -1,5 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { pino } from "pino";
 import { openBmdb, type Bmdb, type BmdbOptions } from "../../bmdb/index.js";
 import { OperatorService } from "../../gen/bmaas/operator/v1/operator_pb.js";
@@ -40,20 +42,7 @@ export async function startTestServer(
   const db = await backend.create();
   const bmdb = await openBmdb(db.url, bmdbOptions);
   const pki = await testPki();
-  const server = await BmaasServer.start({
-    publicListenAddress: "127.0.0.1:0",
-    internalListenAddress: "127.0.0.1:0",
-    serverCert: pki.server.cert,
-    serverKey: pki.server.key,
-    operatorCa: pki.ca.cert,
-    maxRequestBytes: 4 * 1024 * 1024,
-    shutdownGraceMs: 2_000,
-    // Tests sweep and refresh explicitly, on their own clock.
-    staleSweepIntervalMs: 0,
-    bmdb,
-    logger: quietLogger,
-    ...overrides,
-  });
+  const server = await startServerOn(bmdb, pki, overrides);
   const operator = operatorClient(server.internalAddress, pki);
   return {
     server,
@@ -68,6 +57,33 @@ export async function startTestServer(
       await db.drop();
     },
   };
+}
+
+/** A real server on ephemeral loopback ports over bmdb, presenting pki's server certificate. */
+export function startServerOn(bmdb: Bmdb, pki: Pki, overrides: Partial<ServerOptions> = {}): Promise<BmaasServer> {
+  return BmaasServer.start({
+    publicListenAddress: "127.0.0.1:0",
+    internalListenAddress: "127.0.0.1:0",
+    serverCert: pki.server.cert,
+    serverKey: pki.server.key,
+    operatorCa: pki.ca.cert,
+    maxRequestBytes: 4 * 1024 * 1024,
+    shutdownGraceMs: 2_000,
+    // Tests sweep and refresh explicitly, on their own clock.
+    staleSweepIntervalMs: 0,
+    bmdb,
+    logger: quietLogger,
+    ...overrides,
+  });
+}
+
+/** A directory laid out like npm start's dev certificates, for bmctl --certs-dir. */
+export function writeCertsDir(dir: string, pki: Pki, operator = pki.operator): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "ca.pem"), pki.ca.cert);
+  writeFileSync(join(dir, "operator.pem"), operator.cert);
+  writeFileSync(join(dir, "operator-key.pem"), operator.key);
+  return dir;
 }
 
 export function operatorClient(address: string, pki: Pki, identity = pki.operator) {
