@@ -196,3 +196,21 @@ describe("runCommand", () => {
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
+
+describe("Agent.run", () => {
+  it("stops when aborted during Idle without starting another heartbeat", async () => {
+    const abort = new AbortController();
+    let beats = 0;
+    const h = harness({
+      transport: async () => {
+        beats++;
+        return create(HeartbeatResponseSchema, {}) as HeartbeatResponse;
+      },
+      sleep: async () => abort.abort(),
+    });
+    await h.agent.run(abort.signal);
+    expect(beats).toBe(1);
+    expect(h.agent.state).toBe("Idle");
+    expect(h.transitions.map((t) => t.to)).toEqual(["Heartbeat", "Idle"]);
+  });
+});

@@ -72,6 +72,7 @@ export class Agent {
   #acceptedReport: Uint8Array | undefined;
   #install: InstallState | undefined;
   #request: OSInstallationRequest | undefined;
+  #signal: AbortSignal | undefined;
 
   constructor(deps: AgentDeps) {
     this.#d = deps;
@@ -196,6 +197,8 @@ export class Agent {
 
       case "Idle": {
         await this.#d.sleep(this.#delayMs);
+        // Woken by a stop request, not by the interval: stay put.
+        if (this.#signal?.aborted) return this.state;
         return this.#go("Heartbeat", "interval elapsed");
       }
     }
@@ -203,6 +206,7 @@ export class Agent {
 
   /** Runs until signal aborts; Idle's sleep is expected to end early on abort. */
   async run(signal: AbortSignal): Promise<void> {
+    this.#signal = signal;
     while (!signal.aborted) await this.step();
   }
 

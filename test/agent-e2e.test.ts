@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends } from "./helpers/databases.js";
-import { runScript } from "./helpers/process.js";
+import { spawn } from "node:child_process";
+import { ROOT, runScript } from "./helpers/process.js";
 import { startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmaas-agent and bmctl as processes against a real server: keygen →
@@ -85,6 +86,26 @@ describe("bmaas-agent end to end", () => {
     expect(third.code).toBe(0);
     expect(third.stderr).not.toMatch(/-> Install/);
     expect(readFileSync(counter, "utf8").trim().split("\n")).toHaveLength(1);
+  });
+
+  it("heartbeats on its interval until SIGTERM, then exits 0", async () => {
+    const key = join(dir, "loop.key");
+    const pub = (await agent("keygen", "--key", key)).stdout.trim();
+    const machineId = (await bmctl("machine", "create")).stdout.trim();
+    await bmctl("agent", "register", machineId, pub);
+    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", "bmaas-agent.ts"), "run", "--server", t.server.publicAddress,
+      "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"), "--state-dir", join(dir, "s4"), "--interval", "0.2"], { cwd: ROOT });
+    let log = "";
+    p.stderr.on("data", (d) => (log += d));
+    // The server suggests 7 s (see beforeAll); wait for the first two heartbeats.
+    for (let i = 0; i < 100 && (log.match(/Heartbeat -> Idle/g) ?? []).length < 1; i++) await new Promise((r) => setTimeout(r, 100));
+    p.kill("SIGTERM");
+    const code = await new Promise<number | null>((r) => p.on("exit", r));
+    expect(code).toBe(0);
+    expect(log).toMatch(/"msg":"stopping"/);
+    expect(log).toMatch(/next heartbeat in [67]\.\ds/); // 7 s ± 10% jitter
+    const m = JSON.parse((await bmctl("machine", "get", machineId, "--json")).stdout) as { agentHeartbeat?: unknown };
+    expect(m.agentHeartbeat).toBeDefined();
   });
 
   it("exits with the gRPC status when the server refuses it", async () => {
