@@ -11,12 +11,11 @@ export interface BmdbFlags {
   recoveryAfter?: number;
 }
 
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`must be a positive integer, got "${v}"`);
-    return n;
-  };
+/** Commander names the flag in its own message; ours says what is wrong. */
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`must be a positive integer, got "${v}"`);
+  return n;
 }
 
 export const BmdbConfig = {
@@ -30,24 +29,24 @@ export const BmdbConfig = {
       )
       .addOption(new Option("--skip-migrations", "do not apply schema migrations at start").env("BMAAS_SKIP_MIGRATIONS"))
       .addOption(
-        new Option("--db-pool-size <n>", "PostgreSQL connections").env("BMAAS_DB_POOL_SIZE").argParser(positiveInt("--db-pool-size")).default(10),
+        new Option("--db-pool-size <n>", "PostgreSQL connections").env("BMAAS_DB_POOL_SIZE").argParser(positiveInt).default(10),
       )
       .addOption(
         new Option("--db-max-attempts <n>", "attempts per transaction on serialization failure")
           .env("BMAAS_DB_MAX_ATTEMPTS")
-          .argParser(positiveInt("--db-max-attempts"))
+          .argParser(positiveInt)
           .default(10),
       )
       .addOption(
         new Option("--heartbeat-stale-after <seconds>", "a heartbeat older than this is stale (machine needs recovery)")
           .env("BMAAS_HEARTBEAT_STALE_AFTER")
-          .argParser(positiveInt("--heartbeat-stale-after"))
+          .argParser(positiveInt)
           .default(600),
       )
       .addOption(
         new Option("--recovery-after <seconds>", "an agent started this long ago that never heartbeat needs recovery")
           .env("BMAAS_RECOVERY_AFTER")
-          .argParser(positiveInt("--recovery-after"))
+          .argParser(positiveInt)
           .default(1800),
       );
   },

@@ -43,12 +43,11 @@ export interface ServerConfigValues {
   devCerts?: { dir: string; created: boolean };
 }
 
-function nonNegative(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`must be a non-negative number, got "${v}"`);
-    return n;
-  };
+/** Commander names the flag in its own message; ours says what is wrong. */
+function nonNegative(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`must be a non-negative number, got "${v}"`);
+  return n;
 }
 
 function readPem(flag: string, file: string): string {
@@ -75,19 +74,19 @@ export const ServerConfig = {
       .addOption(
         new Option("--max-request-bytes <n>", "largest request accepted")
           .env("BMAAS_MAX_REQUEST_BYTES")
-          .argParser(nonNegative("--max-request-bytes"))
+          .argParser(nonNegative)
           .default(4 * 1024 * 1024),
       )
       .addOption(
         new Option("--shutdown-grace <seconds>", "time in-flight RPCs get to finish on SIGTERM")
           .env("BMAAS_SHUTDOWN_GRACE")
-          .argParser(nonNegative("--shutdown-grace"))
+          .argParser(nonNegative)
           .default(10),
       )
       .addOption(
         new Option("--agent-heartbeat-interval <seconds>", "interval suggested to agents in every answer (0: none, agents keep their own)")
           .env("BMAAS_AGENT_HEARTBEAT_INTERVAL")
-          .argParser(nonNegative("--agent-heartbeat-interval"))
+          .argParser(nonNegative)
           .default(0),
       )
       .addOption(new Option("--metrics-listen <addr>", 'Prometheus /metrics listener ("" to disable)').env("BMAAS_METRICS_LISTEN").default("127.0.0.1:4243"))
@@ -95,19 +94,19 @@ export const ServerConfig = {
       .addOption(
         new Option("--fleet-stats-refresh <seconds>", "how often the fleet gauges are recomputed")
           .env("BMAAS_FLEET_STATS_REFRESH")
-          .argParser(nonNegative("--fleet-stats-refresh"))
+          .argParser(nonNegative)
           .default(30),
       )
       .addOption(
         new Option("--stale-sweep-interval <seconds>", "how often machines that stopped heartbeating are recorded as stale (0: never)")
           .env("BMAAS_STALE_SWEEP_INTERVAL")
-          .argParser(nonNegative("--stale-sweep-interval"))
+          .argParser(nonNegative)
           .default(30),
       )
       .addOption(
         new Option("--watch-max-queued <events>", "events a WatchMachines client may fall behind before it is dropped")
           .env("BMAAS_WATCH_MAX_QUEUED")
-          .argParser(nonNegative("--watch-max-queued"))
+          .argParser(nonNegative)
           .default(1000),
       )
       .addOption(
