@@ -1,6 +1,6 @@
 import { createPrivateKey, type KeyObject } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
-import { generateAgentKey, rawEd25519PublicKey } from "../server/certs.js";
+import { generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 
 /**
  * Writes a new Ed25519 private key (PKCS#8 PEM, mode 0600) to path and returns

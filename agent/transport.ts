@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import type { KeyObject } from "node:crypto";
 import { AgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
-import { createAgentCertificate } from "../server/certs.js";
-import { createClient } from "../server/grpc-adapter.js";
+import { createAgentCertificate } from "../lib/certs.js";
+import { createClient } from "../lib/grpc-adapter.js";
 import type { HeartbeatTransport } from "./agent.js";
 
 export interface TransportOptions {

@@ -16,8 +16,8 @@ import {
   type MachineSummary,
 } from "../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { DEV_CERT_FILES } from "../server/certs.js";
-import { createClient, type ServiceClient } from "../server/grpc-adapter.js";
+import { DEV_CERT_FILES } from "../lib/certs.js";
+import { createClient, type ServiceClient } from "../lib/grpc-adapter.js";
 import { findDevCerts } from "./private/dev-certs.js";
 import { diagnoseConnection, type TlsMaterial } from "./private/diagnose.js";
 import { fail } from "./private/fail.js";

@@ -23,7 +23,7 @@ import {
   testPki,
   type TestAgent,
 } from "../test/helpers/server.js";
-import { createClient } from "./grpc-adapter.js";
+import { createClient } from "../lib/grpc-adapter.js";
 import { rawField } from "./agent-callback-service.js";
 
 const OWN = { "grpc.use_local_subchannel_pool": 1 };

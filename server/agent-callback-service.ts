@@ -12,8 +12,8 @@ import {
   OSInstallationRequestSchema,
   type HeartbeatRequest,
 } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import type { ServiceHandlers } from "./grpc-adapter.js";
-import { rawRequestBytes } from "./grpc-adapter.js";
+import type { ServiceHandlers } from "../lib/grpc-adapter.js";
+import { rawRequestBytes } from "../lib/grpc-adapter.js";
 import type { PeerRegistry } from "./peer-identity.js";
 import { RpcError } from "./rpc-error.js";
 

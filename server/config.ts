@@ -1,7 +1,7 @@
 import { InvalidArgumentError, Option, type Command } from "commander";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { loadOrCreateDevCerts } from "./certs.js";
+import { loadOrCreateDevCerts } from "../lib/certs.js";
 import { parseListenAddress } from "./listen.js";
 
 /** Flags of the server itself (the database's are bmdb's own). */

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../bmdb/index.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { codeOf, errorOf, newAgent, operatorClient, startTestServer } from "../test/helpers/server.js";
-import { createDevPki, generateAgentKey, rawEd25519PublicKey } from "./certs.js";
+import { createDevPki, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 
 describe.each(testBackends())("OperatorService on $name", (backend) => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
@@ -82,7 +82,7 @@ describe.each(testBackends())("OperatorService on $name", (backend) => {
 
   describe("mTLS", () => {
     it("refuses a client without a certificate at the handshake", async () => {
-      const { createClient } = await import("./grpc-adapter.js");
+      const { createClient } = await import("../lib/grpc-adapter.js");
       const { OperatorService } = await import("../gen/bmaas/operator/v1/operator_pb.js");
       const c = createClient(OperatorService, t.server.internalAddress, grpc.credentials.createSsl(Buffer.from(t.pki.ca.cert)), {
         "grpc.use_local_subchannel_pool": 1,

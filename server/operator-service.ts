@@ -6,7 +6,7 @@ import { validate as isUuid } from "uuid";
 import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bmdb/index.js";
 import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import type { ServiceHandlers } from "./grpc-adapter.js";
+import type { ServiceHandlers } from "../lib/grpc-adapter.js";
 import { fleetStatsMessage, HEARTBEAT_STATES, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { RpcError } from "./rpc-error.js";

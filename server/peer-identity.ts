@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { keyFingerprint } from "../bmdb/index.js";
-import { rawEd25519PublicKey } from "./certs.js";
+import { rawEd25519PublicKey } from "../lib/certs.js";
 
 /** Who is at the other end of an agent connection, decided once per connection. */
 export type PeerIdentity =

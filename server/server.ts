@@ -13,7 +13,7 @@ import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { agentCallbackHandlers } from "./agent-callback-service.js";
 import { listenForAgents } from "./agent-listener.js";
-import { implement, serviceDefinition } from "./grpc-adapter.js";
+import { implement, serviceDefinition } from "../lib/grpc-adapter.js";
 import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
 import { operatorHandlers } from "./operator-service.js";
 import type { PeerRegistry } from "./peer-identity.js";

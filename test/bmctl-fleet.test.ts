@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDevPki } from "../server/certs.js";
+import { createDevPki } from "../lib/certs.js";
 import { testBackends } from "./helpers/databases.js";
 import { ROOT, runScript } from "./helpers/process.js";
 import { newAgent, startTestServer, writeCertsDir } from "./helpers/server.js";

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { rawEd25519PublicKey } from "../server/certs.js";
+import { rawEd25519PublicKey } from "../lib/certs.js";
 import { testBackends } from "./helpers/databases.js";
 import { startTestServer } from "./helpers/server.js";
 

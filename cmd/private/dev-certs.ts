@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEV_CERT_FILES } from "../../server/certs.js";
+import { DEV_CERT_FILES } from "../../lib/certs.js";
 
 /** Where `npm start` keeps its development PKI, relative to the repository. */
 export const DEV_CERTS_DIR = join(".bmaas-dev", "certs");

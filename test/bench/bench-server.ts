@@ -6,7 +6,7 @@ import { openBmdb, type Bmdb } from "../../bmdb/index.js";
 import { AgentCallback } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
 import { listenForAgents } from "../../server/agent-listener.js";
 import { boundAddress } from "../../server/listen.js";
-import { implement, serviceDefinition } from "../../server/grpc-adapter.js";
+import { implement, serviceDefinition } from "../../lib/grpc-adapter.js";
 import { statusMapper } from "../../server/rpc-error.js";
 import { BmaasServer } from "../../server/server.js";
 

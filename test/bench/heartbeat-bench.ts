@@ -12,8 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { AgentCallback } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
-import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../server/certs.js";
-import { createClient } from "../../server/grpc-adapter.js";
+import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../lib/certs.js";
+import { createClient } from "../../lib/grpc-adapter.js";
 import type { BenchReply, BenchRequest } from "./bench-server.js";
 
 process.noDeprecation = true;

@@ -11,8 +11,8 @@ import { pino } from "pino";
 import { openBmdb, type Bmdb } from "../../bmdb/index.js";
 import { HeartbeatState, OperatorService, type ListMachinesRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createDevPki } from "../../server/certs.js";
-import { createClient } from "../../server/grpc-adapter.js";
+import { createDevPki } from "../../lib/certs.js";
+import { createClient } from "../../lib/grpc-adapter.js";
 import { BmaasServer } from "../../server/server.js";
 
 process.noDeprecation = true;

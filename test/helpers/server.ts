@@ -6,8 +6,8 @@ import { pino } from "pino";
 import { openBmdb, type Bmdb, type BmdbOptions } from "../../bmdb/index.js";
 import { OperatorService } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import { AgentCallback } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
-import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../server/certs.js";
-import { createClient } from "../../server/grpc-adapter.js";
+import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../lib/certs.js";
+import { createClient } from "../../lib/grpc-adapter.js";
 import { BmaasServer, type ServerOptions } from "../../server/server.js";
 import type { BackendFactory, TestDatabase } from "./databases.js";
 
