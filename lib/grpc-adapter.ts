@@ -160,29 +160,23 @@ export function createClient<S extends GenServiceMethods>(
   };
   for (const method of service.methods) {
     const def = methodDefinition(service, method);
+    // The arguments both call kinds share: path, codecs, message, metadata, options.
+    const args = (req: MessageInitShape<DescMessage>, opts: CallOptions) =>
+      [
+        def.path,
+        def.requestSerialize,
+        def.responseDeserialize,
+        create(method.input, req),
+        opts.metadata ?? new grpc.Metadata(),
+        opts.deadline !== undefined ? { deadline: opts.deadline } : {},
+      ] as const;
     if (method.methodKind === "unary") {
       stub[method.localName] = (req: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
         new Promise((resolve, reject) => {
-          client.makeUnaryRequest(
-            def.path,
-            def.requestSerialize,
-            def.responseDeserialize,
-            create(method.input, req),
-            opts.metadata ?? new grpc.Metadata(),
-            opts.deadline !== undefined ? { deadline: opts.deadline } : {},
-            (err, res) => (err ? reject(err) : resolve(res)),
-          );
+          client.makeUnaryRequest(...args(req, opts), (err, res) => (err ? reject(err) : resolve(res)));
         });
     } else if (method.methodKind === "server_streaming") {
-      stub[method.localName] = (req: MessageInitShape<DescMessage>, opts: CallOptions = {}) =>
-        client.makeServerStreamRequest(
-          def.path,
-          def.requestSerialize,
-          def.responseDeserialize,
-          create(method.input, req),
-          opts.metadata ?? new grpc.Metadata(),
-          opts.deadline !== undefined ? { deadline: opts.deadline } : {},
-        );
+      stub[method.localName] = (req: MessageInitShape<DescMessage>, opts: CallOptions = {}) => client.makeServerStreamRequest(...args(req, opts));
     }
   }
   return stub as ServiceClient<S>;

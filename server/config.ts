@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadOrCreateDevCerts } from "../lib/certs.js";
 import { parseListenAddress } from "./listen.js";
+import type { ServerOptions } from "./server.js";
 
 /** Flags of the server itself (the database's are bmdb's own). */
 export interface ServerFlags {
@@ -23,25 +24,15 @@ export interface ServerFlags {
   logLevel: string;
 }
 
-/** What the flags resolve to: addresses checked, certificate files read. */
-export interface ServerConfigValues {
-  publicListenAddress: string;
-  internalListenAddress: string;
-  serverCert: string;
-  serverKey: string;
-  operatorCa: string;
-  maxRequestBytes: number;
-  shutdownGraceMs: number;
-  agentHeartbeatIntervalMs: number;
-  metricsListenAddress?: string;
-  metricsMtls: boolean;
-  fleetStatsRefreshMs: number;
-  staleSweepIntervalMs: number;
-  watchMaxQueued: number;
+/**
+ * What the flags resolve to (addresses checked, certificate files read): the
+ * server's own options but its database and logger, which cmd/ adds.
+ */
+export type ServerConfigValues = Omit<ServerOptions, "bmdb" | "logger"> & {
   logLevel: string;
   /** Set when --dev-certs was used: where the files are and whether this start made them. */
   devCerts?: { dir: string; created: boolean };
-}
+};
 
 /** Commander names the flag in its own message; ours says what is wrong. */
 function nonNegative(v: string): number {
