@@ -1,10 +1,12 @@
 import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
-import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
+import { AgentNotRegisteredError, DatabaseUnavailableError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
+import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
+import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
 import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
 
@@ -74,13 +76,6 @@ export interface MachineView {
   installationPending: boolean;
 }
 
-/**
- * The pending rule of the reference server: a request is sent while no report
- * exists for its generation, whatever that report's result.
- */
-export function isInstallationPending(requestGeneration: bigint | null, reportGeneration: bigint | null): boolean {
-  return requestGeneration !== null && requestGeneration !== reportGeneration;
-}
 
 /**
  * The machine database: domain operations over the tag model, each one
@@ -125,6 +120,30 @@ export class Bmdb {
 
   #transact<T>(operation: string, fn: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     return transact(this.db, this.stats, operation, { maxAttempts: this.#maxAttempts }, fn);
+  }
+
+  /** Runs one autocommitted statement (or statement group) with the same accounting as a transaction. */
+  async #statement<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    // TODO(lead): route through the breaker's guarded() once it lands.
+    this.stats.attempts++;
+    try {
+      const r = await fn();
+      this.stats.executed++;
+      return r;
+    } catch (error) {
+      this.stats.failed++;
+      throw new DatabaseUnavailableError(operation, error);
+    }
+  }
+
+  /**
+   * Records a batch of plain heartbeats (no reports) in one statement: the
+   * group-commit path. Each machine at most once per batch. Outcomes come in
+   * input order; an unknown machine and a wrong key give the same answer.
+   * Throws (for the whole batch) only what a single heartbeat would.
+   */
+  heartbeatBatch(batch: readonly BatchHeartbeat[]): Promise<BatchOutcome[]> {
+    return this.#statement("heartbeatBatch", () => heartbeatBatch(this.db, this.#clock(), this.thresholds, batch));
   }
 
   /**
