@@ -1,9 +1,10 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import * as grpc from "@grpc/grpc-js";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   AgentHardwareReportSchema,
@@ -11,8 +12,9 @@ import {
   type HeartbeatRequestSchema,
   type HeartbeatResponse,
 } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import { Agent, type AgentDeps, type State, type Transition } from "./agent.js";
-import { AGENT_BACKOFF, Backoff } from "./backoff.js";
+import { MAX_TIMER_MS } from "../lib/flags.js";
+import { Agent, MAX_SUGGESTED_INTERVAL_MS, NOT_ADMITTED, type AgentDeps, type State, type Transition } from "./agent.js";
+import { AGENT_BACKOFF, Backoff, MAX_PUSHBACK_MS } from "./backoff.js";
 import { createKeyFile, loadKeyFile, publicKeyHex } from "./identity.js";
 import { InstallStateFile } from "./install-state.js";
 import { runCommand } from "./commands.js";
@@ -74,6 +76,20 @@ function harness(overrides: Partial<AgentDeps> = {}, script: (Error | MessageIni
 }
 
 const unavailable = () => Object.assign(new Error("connection refused"), { code: 14, details: "connection refused" });
+
+/** A grpc-js ServiceError as the transport rejects with: code, details and the trailers in metadata. */
+function serviceError(code: grpc.status, trailers: Record<string, string> = {}): grpc.ServiceError {
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(trailers)) metadata.set(k, v);
+  return Object.assign(new Error(`${code} ${grpc.status[code]}: busy`), { code, details: "busy", metadata });
+}
+
+/** A logger whose JSON lines are kept. */
+type LogLine = { level: number; msg: string; [k: string]: unknown };
+function recordingLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  return { lines, logger: pino({ level: "info" }, { write: (s: string) => void lines.push(JSON.parse(s) as LogLine) }) };
+}
 const request = (generation: bigint) => ({ installationRequest: { generation, type: { case: "metropolis" as const, value: { rootDevice: "/dev/sda" } } } });
 
 describe("Agent state machine", () => {
@@ -161,12 +177,110 @@ describe("Agent state machine", () => {
     expect(h.agent.nextDelayMs).toBe(5_000);
   });
 
+  it("clamps a suggested interval to 1 s .. 24 h, and never sleeps longer than Node's timers allow", async () => {
+    const h = harness({}, [{ suggestedInterval: durationFromMs(1) }, { suggestedInterval: { seconds: 10n ** 12n } }, { suggestedInterval: durationFromMs(-5_000) }]);
+    await h.steps(2);
+    expect(h.agent.nextDelayMs).toBe(1_000);
+    await h.steps(2);
+    expect(h.agent.nextDelayMs).toBe(MAX_SUGGESTED_INTERVAL_MS);
+    await h.steps(2); // a negative suggestion is none: the last interval stays
+    expect(h.agent.nextDelayMs).toBe(MAX_SUGGESTED_INTERVAL_MS);
+    // An own interval (from elsewhere than the capped flags) whose jitter would overflow the timer.
+    const big = harness({ intervalMs: MAX_TIMER_MS, jitter: 0.5, random: () => 0.999 }, [{}]);
+    await big.steps(2);
+    expect(big.agent.nextDelayMs).toBe(MAX_TIMER_MS);
+  });
+
+  it("waits the server's grpc-retry-pushback-ms (+ up to 10%) instead of its backoff on UNAVAILABLE and RESOURCE_EXHAUSTED", async () => {
+    const log = recordingLogger();
+    const h = harness({ logger: log.logger, random: () => 0.5 }, [
+      serviceError(grpc.status.UNAVAILABLE, { "grpc-retry-pushback-ms": "2000" }),
+      serviceError(grpc.status.RESOURCE_EXHAUSTED, { "grpc-retry-pushback-ms": "30000" }),
+      serviceError(grpc.status.UNAVAILABLE, { "grpc-retry-pushback-ms": String(3_600_000) }),
+      serviceError(grpc.status.UNAVAILABLE),
+      serviceError(grpc.status.UNAVAILABLE, { "grpc-retry-pushback-ms": "-1" }),
+      serviceError(grpc.status.UNAVAILABLE, { "grpc-retry-pushback-ms": "soon" }),
+      serviceError(grpc.status.INTERNAL, { "grpc-retry-pushback-ms": "2000" }),
+    ]);
+    await h.agent.step(); // Init
+    const delays: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      await h.steps(2);
+      delays.push(h.agent.nextDelayMs);
+    }
+    // 2 s + 5% (random 0.5 of 10%); 30 s + 5%; an hour is capped at 10 minutes;
+    // then the agent's own backoff, which the pushbacks did not advance: 0.5, 0.75, 1.125, 1.6875 s.
+    expect(delays).toEqual([2_100, 31_500, MAX_PUSHBACK_MS, 500, 750, 1_125, 1_687.5]);
+    expect(h.transitions[1]!.reason).toMatch(/server pushback 2000ms, retrying in 2\.1s/);
+    expect(log.lines.filter((l) => /grpc-retry-pushback-ms/.test(l.msg)).map((l) => l["pushbackMs"])).toEqual([2000, 30000, 3_600_000]);
+    // The jitter stays within 10%.
+    const hi = harness({ random: () => 0.999999 }, [serviceError(grpc.status.UNAVAILABLE, { "grpc-retry-pushback-ms": "1000" })]);
+    await hi.steps(2);
+    expect(hi.agent.nextDelayMs).toBeGreaterThan(1_099);
+    expect(hi.agent.nextDelayMs).toBeLessThanOrEqual(1_100);
+  });
+
+  it("says it is not admitted yet on UNAUTHENTICATED, once, and keeps backing off", async () => {
+    const log = recordingLogger();
+    const h = harness({ logger: log.logger }, [serviceError(grpc.status.UNAUTHENTICATED), serviceError(grpc.status.UNAUTHENTICATED), {}, serviceError(grpc.status.UNAUTHENTICATED)]);
+    await h.steps(3);
+    expect(h.agent.nextDelayMs).toBe(500);
+    expect(h.transitions[1]!.reason).toContain(NOT_ADMITTED);
+    await h.steps(2);
+    expect(h.agent.nextDelayMs).toBe(750);
+    expect(h.transitions[3]!.reason).toMatch(/^not admitted yet: pending operator acceptance or a wrong key \(heartbeat failed: code 16: busy\); retrying in 0\.8s$/);
+    const said = () => log.lines.filter((l) => l.level === 40 && l.msg.startsWith(NOT_ADMITTED)).length;
+    expect(said()).toBe(1);
+    await h.steps(4); // admitted, then refused again (a revoked key): said again
+    expect(said()).toBe(2);
+  });
+
+  it("sends an installer's error without control characters or invalid text, at most 4096 characters", async () => {
+    const error = "install-os: exit status 1: disk \u0000/dev/sda\u0007 \ud800 gone\t" + "x".repeat(10_000);
+    const h = harness({ install: async () => ({ ok: false, error }) }, [request(5n), {}]);
+    expect(await h.steps(4)).toEqual(["Heartbeat", "Install", "Report", "Idle"]);
+    const sent = h.sent[1]!.installationReport!.result as { case: "error"; value: { error: string } };
+    expect(sent.value.error.startsWith("install-os: exit status 1: disk /dev/sda \ufffd gone x")).toBe(true);
+    expect([...sent.value.error]).toHaveLength(4096);
+    expect(sent.value.error).not.toMatch(/[\x00-\x1f]/);
+  });
+
   it("once() runs one cycle and returns the heartbeat's error", async () => {
     const h = harness({}, [unavailable()]);
     expect(await h.agent.once()).toMatchObject({ code: 14 });
     const ok = harness({}, [request(3n), {}]);
     expect(await ok.agent.once()).toBeUndefined();
     expect(ok.installs).toEqual([3n]);
+  });
+});
+
+describe("install state file", () => {
+  it("is written 0600 in a 0700 directory through a fresh temporary file, never through a planted symlink", () => {
+    const stateDir = join(dir, "state");
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "precious\n");
+    const file = new InstallStateFile(stateDir);
+    file.write({ generation: 1n, status: "running", reported: false });
+    expect(statSync(stateDir).mode & 0o777).toBe(0o700);
+    expect(statSync(file.path).mode & 0o777).toBe(0o600);
+    // The old code wrote install-state.json.tmp and followed a link there.
+    symlinkSync(victim, `${file.path}.tmp`);
+    file.write({ generation: 1n, status: "succeeded", reported: false });
+    expect(readFileSync(victim, "utf8")).toBe("precious\n");
+    expect(file.read()).toEqual({ generation: 1n, status: "succeeded", reported: false });
+    // No temporary files are left behind.
+    expect(readdirSync(stateDir).sort()).toEqual(["install-state.json", "install-state.json.tmp"]);
+  });
+
+  it("refuses to read the state through a symlink", () => {
+    const stateDir = join(dir, "state2");
+    const file = new InstallStateFile(stateDir);
+    file.write({ generation: 2n, status: "failed", error: "x", reported: true });
+    const elsewhere = join(dir, "elsewhere.json");
+    writeFileSync(elsewhere, readFileSync(file.path));
+    rmSync(file.path);
+    symlinkSync(elsewhere, file.path);
+    expect(() => file.read()).toThrow(/is a symbolic link/);
   });
 });
 

@@ -9,9 +9,11 @@ import {
   type HeartbeatResponse,
   type OSInstallationRequest,
 } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import { Backoff, jittered, type Random } from "./backoff.js";
+import { MAX_TIMER_MS } from "../lib/flags.js";
+import { Backoff, jittered, pushbackDelay, retryPushbackMs, type Random } from "./backoff.js";
 import type { CommandResult } from "./commands.js";
 import type { InstallState, InstallStateFile } from "./install-state.js";
+import { cleanText, MAX_INSTALL_ERROR_CHARS } from "./sanitize.js";
 
 /** The states of the agent; every transition between them is logged with its reason. */
 export type State = "Init" | "Heartbeat" | "Idle" | "Install" | "Report" | "Reboot";
@@ -22,7 +24,7 @@ export interface Transition {
   reason: string;
 }
 
-/** Sends one heartbeat; rejects with a gRPC ServiceError (code, details). */
+/** Sends one heartbeat; rejects with a gRPC ServiceError (code, details, metadata: the trailers). */
 export type HeartbeatTransport = (request: MessageInitShape<typeof HeartbeatRequestSchema>) => Promise<HeartbeatResponse>;
 
 export interface AgentDeps {
@@ -42,6 +44,14 @@ export interface AgentDeps {
   logger: Logger;
   onTransition?: (t: Transition) => void;
 }
+
+/** The range a server-suggested heartbeat interval is clamped to. */
+export const MIN_SUGGESTED_INTERVAL_MS = 1_000;
+export const MAX_SUGGESTED_INTERVAL_MS = 24 * 3600_000;
+
+/** gRPC UNAUTHENTICATED: the server does not (yet) know this machine ID with this key. */
+const UNAUTHENTICATED = 16;
+export const NOT_ADMITTED = "not admitted yet: pending operator acceptance or a wrong key";
 
 function describeError(e: unknown): { code?: number; text: string } {
   const err = e as { code?: number; details?: string; message?: string };
@@ -73,11 +83,21 @@ export class Agent {
   #install: InstallState | undefined;
   #request: OSInstallationRequest | undefined;
   #signal: AbortSignal | undefined;
+  /** The last heartbeat's error as thrown (for its trailers). */
+  #failure: unknown;
+  /** Whether "not admitted" was already said since the last other outcome. */
+  #saidNotAdmitted = false;
 
   constructor(deps: AgentDeps) {
     this.#d = deps;
     this.#backoff = new Backoff(undefined, deps.random);
     this.#intervalMs = deps.intervalMs;
+  }
+
+  /** Node's timers fire at once for more than 2^31-1 ms: never ask for more. */
+  #setDelay(ms: number): number {
+    this.#delayMs = Math.min(MAX_TIMER_MS, Math.max(0, ms));
+    return this.#delayMs;
   }
 
   /** The delay Idle will wait before the next heartbeat. */
@@ -95,12 +115,36 @@ export class Agent {
 
   #idleAfterSuccess(reason: string): State {
     this.#backoff.reset();
-    this.#delayMs = jittered(this.#intervalMs, this.#d.jitter, this.#d.random);
+    this.#setDelay(jittered(this.#intervalMs, this.#d.jitter, this.#d.random));
     return this.#go("Idle", `${reason}; next heartbeat in ${(this.#delayMs / 1000).toFixed(1)}s`);
   }
 
-  #idleAfterFailure(reason: string): State {
-    this.#delayMs = this.#backoff.next();
+  /**
+   * After a failed heartbeat or report: wait what the server asked for in
+   * grpc-retry-pushback-ms, if it did, else the exponential backoff.
+   */
+  #idleAfterFailure(what: string): State {
+    const error = this.lastError!;
+    let reason = `${what} failed: ${error.text}`;
+    if (error.code === UNAUTHENTICATED) {
+      reason = `${NOT_ADMITTED} (${reason})`;
+      if (!this.#saidNotAdmitted) {
+        this.#d.logger.warn(
+          { machineId: this.#d.machineId },
+          `${NOT_ADMITTED}: the server does not accept this machine ID with this agent's key; register it with bmctl agent register. Retrying with backoff`,
+        );
+        this.#saidNotAdmitted = true;
+      }
+    } else {
+      this.#saidNotAdmitted = false;
+    }
+    const pushback = retryPushbackMs(this.#failure);
+    if (pushback !== undefined) {
+      this.#setDelay(pushbackDelay(pushback, this.#d.random));
+      this.#d.logger.info({ code: error.code, pushbackMs: pushback, delayMs: Math.round(this.#delayMs) }, "server asked to retry later (grpc-retry-pushback-ms)");
+      return this.#go("Idle", `${reason}; server pushback ${pushback}ms, retrying in ${(this.#delayMs / 1000).toFixed(1)}s`);
+    }
+    this.#setDelay(this.#backoff.next());
     return this.#go("Idle", `${reason}; retrying in ${(this.#delayMs / 1000).toFixed(1)}s`);
   }
 
@@ -110,7 +154,11 @@ export class Agent {
     if (!s || s.reported || s.status === "running") return undefined;
     return {
       generation: s.generation,
-      result: s.status === "succeeded" ? { case: "success", value: {} } : { case: "error", value: { error: s.error ?? "installation failed" } },
+      // The installer's words are not ours to trust: no control characters, valid UTF-8, bounded.
+      result:
+        s.status === "succeeded"
+          ? { case: "success", value: {} }
+          : { case: "error", value: { error: cleanText(s.error ?? "", MAX_INSTALL_ERROR_CHARS) || "installation failed" } },
     };
   }
 
@@ -127,21 +175,31 @@ export class Agent {
         ...(installationReport && { installationReport }),
       });
       this.lastError = undefined;
+      this.#failure = undefined;
+      this.#saidNotAdmitted = false;
       if (sendReport) this.#acceptedReport = hwBytes;
       if (installationReport && this.#install) {
         this.#install = { ...this.#install, reported: true };
         this.#d.installState.write(this.#install);
       }
       if (res.suggestedInterval) {
-        const ms = durationMs(res.suggestedInterval);
-        if (ms > 0 && ms !== this.#intervalMs) {
-          this.#d.logger.info({ intervalMs: ms }, "server suggested a heartbeat interval");
+        const suggested = durationMs(res.suggestedInterval);
+        // A zero or negative suggestion is none; others are clamped to 1 s .. 24 h,
+        // so that a wrong server neither makes agents spin nor go silent.
+        const ms = Math.min(MAX_SUGGESTED_INTERVAL_MS, Math.max(MIN_SUGGESTED_INTERVAL_MS, suggested));
+        if (Number.isFinite(suggested) && suggested > 0 && ms !== this.#intervalMs) {
+          if (ms !== suggested) {
+            this.#d.logger.warn({ suggestedMs: suggested, intervalMs: ms }, "server suggested a heartbeat interval outside 1s..24h; clamped");
+          } else {
+            this.#d.logger.info({ intervalMs: ms }, "server suggested a heartbeat interval");
+          }
           this.#intervalMs = ms;
         }
       }
       return res;
     } catch (e) {
       this.lastError = describeError(e);
+      this.#failure = e;
       return undefined;
     }
   }
@@ -160,7 +218,7 @@ export class Agent {
 
       case "Heartbeat": {
         const res = await this.#heartbeat();
-        if (!res) return this.#idleAfterFailure(`heartbeat failed: ${this.lastError!.text}`);
+        if (!res) return this.#idleAfterFailure("heartbeat");
         const req = res.installationRequest;
         if (req && req.generation !== this.#install?.generation) {
           this.#request = req;
@@ -185,7 +243,7 @@ export class Agent {
 
       case "Report": {
         const res = await this.#heartbeat();
-        if (!res) return this.#idleAfterFailure(`report failed: ${this.lastError!.text}`);
+        if (!res) return this.#idleAfterFailure("report");
         if (this.#install?.status === "succeeded" && this.#d.reboot) return this.#go("Reboot", `generation ${this.#install.generation} installed and reported`);
         return this.#idleAfterSuccess(`generation ${this.#install?.generation} reported (${this.#install?.status})`);
       }

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, Option, type Command } from "commander";
+import { Option, type Command } from "commander";
+import { booleanOption, MAX_TIMER_SECONDS, numberArg } from "../lib/flags.js";
 
 /** Flags of `bmaas-agent run`, each with an environment fallback. */
 export interface AgentRunFlags {
@@ -19,13 +20,9 @@ export interface AgentRunFlags {
   logLevel: string;
 }
 
-function number(min: number, max = Infinity) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`must be a number from ${min}${max < Infinity ? ` to ${max}` : ""}`);
-    return n;
-  };
-}
+// Seconds flags become setTimeout delays, which Node caps at 2^31-1 ms: a
+// larger one would fire after 1 ms, a tight loop. So they are capped here.
+const seconds = (min: number) => numberArg({ min, max: MAX_TIMER_SECONDS });
 
 export const AgentConfig = {
   registerRunFlags(cmd: Command): Command {
@@ -34,16 +31,16 @@ export const AgentConfig = {
       .addOption(new Option("--machine-id <uuid>", "this machine's ID").env("BMAAS_AGENT_MACHINE_ID"))
       .addOption(new Option("--key <file>", "Ed25519 private key (bmaas-agent keygen)").env("BMAAS_AGENT_KEY"))
       .addOption(new Option("--ca <file>", "CA to verify the server with").env("BMAAS_AGENT_CA"))
-      .addOption(new Option("--insecure", "do not verify the server (labs only)").env("BMAAS_AGENT_INSECURE"))
+      .addOption(booleanOption("--insecure", "do not verify the server (labs only)", "BMAAS_AGENT_INSECURE"))
       .addOption(new Option("--once", "one heartbeat cycle, then exit (0 on success, else the gRPC status code)"))
       .addOption(new Option("--installer <command>", "run for an installation request (request JSON on stdin)").env("BMAAS_AGENT_INSTALLER"))
       .addOption(
-        new Option("--installer-timeout <seconds>", "installer time limit").env("BMAAS_AGENT_INSTALLER_TIMEOUT").argParser(number(1)).default(3600),
+        new Option("--installer-timeout <seconds>", "installer time limit").env("BMAAS_AGENT_INSTALLER_TIMEOUT").argParser(seconds(1)).default(3600),
       )
       .addOption(new Option("--reboot-command <command>", "run after a successful installation was reported").env("BMAAS_AGENT_REBOOT_COMMAND"))
       .addOption(new Option("--state-dir <dir>", "where handled installation generations are kept").env("BMAAS_AGENT_STATE_DIR").default("/var/lib/bmaas-agent"))
-      .addOption(new Option("--interval <seconds>", "heartbeat interval (a server suggestion wins)").env("BMAAS_AGENT_INTERVAL").argParser(number(0.1)).default(30))
-      .addOption(new Option("--jitter <fraction>", "± this fraction of the interval").env("BMAAS_AGENT_JITTER").argParser(number(0, 1)).default(0.1))
+      .addOption(new Option("--interval <seconds>", "heartbeat interval (a server suggestion wins)").env("BMAAS_AGENT_INTERVAL").argParser(seconds(0.1)).default(30))
+      .addOption(new Option("--jitter <fraction>", "± this fraction of the interval").env("BMAAS_AGENT_JITTER").argParser(numberArg({ min: 0, max: 1 })).default(0.1))
       .addOption(new Option("--proc-root <dir>", "where /proc is").env("BMAAS_AGENT_PROC_ROOT").default("/proc"))
       .addOption(new Option("--sys-root <dir>", "where /sys is").env("BMAAS_AGENT_SYS_ROOT").default("/sys"))
       .addOption(

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 /**
@@ -31,29 +32,53 @@ export class InstallStateFile {
   read(): InstallState | undefined {
     let text: string;
     try {
-      text = readFileSync(this.path, "utf8");
+      // Not through a symlink either: the state is a plain file this agent wrote.
+      const fd = openSync(this.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        text = readFileSync(fd, "utf8");
+      } finally {
+        closeSync(fd);
+      }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if ((e as NodeJS.ErrnoException).code === "ELOOP") throw new Error(`${this.path} is a symbolic link: refusing to read the install state through it`);
       throw e;
     }
     const s = JSON.parse(text) as Stored;
     return { generation: BigInt(s.generation), status: s.status, reported: s.reported, ...(s.error !== undefined && { error: s.error }) };
   }
 
-  /** Atomic and durable: a crash leaves the old or the new state, never half. */
+  /**
+   * Atomic and durable: a crash leaves the old or the new state, never half.
+   * The temporary file has a random name and is created exclusively without
+   * following symlinks (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600): whoever can
+   * write to the state directory cannot make this root process write through
+   * a planted link. rename() replaces a link at the final path itself, never
+   * its target.
+   */
   write(state: InstallState): void {
-    mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+    const dir = dirname(this.path);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const stored: Stored = { generation: state.generation.toString(), status: state.status, reported: state.reported, ...(state.error !== undefined && { error: state.error }) };
-    const tmp = `${this.path}.tmp`;
-    const fd = openSync(tmp, "w", 0o600);
+    const tmp = join(dir, `.install-state.${randomBytes(8).toString("hex")}.tmp`);
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     try {
-      writeSync(fd, JSON.stringify(stored) + "\n");
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
+      try {
+        writeSync(fd, JSON.stringify(stored) + "\n");
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.path);
+    } catch (e) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // already renamed or gone
+      }
+      throw e;
     }
-    renameSync(tmp, this.path);
-    const dirFd = openSync(dirname(this.path), "r");
+    const dirFd = openSync(dir, "r");
     try {
       fsyncSync(dirFd);
     } finally {

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, Option, type Command } from "commander";
+import { Option, type Command } from "commander";
+import { booleanOption, numberArg } from "../lib/flags.js";
 import type { OpenOptions } from "./open.js";
 
 /** The flags that pick and tune the machine database, with env fallbacks. */
@@ -11,12 +12,8 @@ export interface BmdbFlags {
   recoveryAfter?: number;
 }
 
-/** Commander names the flag in its own message; ours says what is wrong. */
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`must be a positive integer, got "${v}"`);
-  return n;
-}
+/** Commander names the flag and value in its own message; ours says what is wrong. */
+const positiveInt = numberArg({ min: 1, integer: true });
 
 export const BmdbConfig = {
   /** Adds the database flags to cmd. */
@@ -27,7 +24,7 @@ export const BmdbConfig = {
           "BMAAS_DATABASE_URL",
         ),
       )
-      .addOption(new Option("--skip-migrations", "do not apply schema migrations at start").env("BMAAS_SKIP_MIGRATIONS"))
+      .addOption(booleanOption("--skip-migrations", "do not apply schema migrations at start", "BMAAS_SKIP_MIGRATIONS"))
       .addOption(
         new Option("--db-pool-size <n>", "PostgreSQL connections").env("BMAAS_DB_POOL_SIZE").argParser(positiveInt).default(10),
       )

@@ -9,6 +9,7 @@ import { collectHardwareReport } from "../agent/hwreport/index.js";
 import { createKeyFile, loadKeyFile, publicKeyHex } from "../agent/identity.js";
 import { InstallStateFile } from "../agent/install-state.js";
 import { grpcTransport } from "../agent/transport.js";
+import { MAX_TIMER_MS } from "../lib/flags.js";
 import { fail } from "./private/fail.js";
 
 const NAME = "bmaas-agent";
@@ -17,7 +18,8 @@ process.noDeprecation = true; // see bmctl: grpc-js + IP targets
 /** Resolves after ms, or at once when signal aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
+    // Node fires a timer of more than 2^31-1 ms after 1 ms: never ask for one.
+    const timer = setTimeout(resolve, Math.min(ms, MAX_TIMER_MS));
     signal.addEventListener("abort", () => {
       clearTimeout(timer);
       resolve();
@@ -58,7 +60,12 @@ async function run(flags: AgentRunFlags): Promise<void> {
   });
 
   if (flags.once) {
-    const error = await agent.once();
+    let error: Awaited<ReturnType<typeof agent.once>>;
+    try {
+      error = await agent.once();
+    } catch (e) {
+      fail(NAME, (e as Error).message);
+    }
     close();
     if (error) fail(NAME, `heartbeat failed: ${error.text}`, error.code ?? 1);
     process.exit(0);
@@ -69,7 +76,12 @@ async function run(flags: AgentRunFlags): Promise<void> {
       abort.abort();
     });
   }
-  await agent.run(abort.signal);
+  try {
+    await agent.run(abort.signal);
+  } catch (e) {
+    // A broken state directory, say: one line, not a stack trace.
+    fail(NAME, (e as Error).message);
+  }
   close();
 }
 

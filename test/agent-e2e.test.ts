@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends } from "./helpers/databases.js";
 import { spawn } from "node:child_process";
+import { writeHostileTree } from "../agent/hwreport/hostile-tree.js";
 import { ROOT, runScript } from "./helpers/process.js";
 import { startTestServer, writeCertsDir } from "./helpers/server.js";
 
@@ -18,6 +19,7 @@ describe("bmaas-agent end to end", () => {
   let certs: string;
   const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
   const agent = (...args: string[]) => runScript("bmaas-agent.ts", args);
+  const agentWithEnv = (env: NodeJS.ProcessEnv, ...args: string[]) => runScript("bmaas-agent.ts", args, env);
 
   beforeAll(async () => {
     t = await startTestServer(testBackends()[0]!, { agentHeartbeatIntervalMs: 7_000 });
@@ -133,5 +135,33 @@ describe("bmaas-agent end to end", () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/^bmaas-agent: give --ca FILE to verify the server, or --insecure/);
     expect(existsSync(join(dir, "agent.key"))).toBe(true);
+  });
+
+  it("takes BMAAS_AGENT_INSECURE=false as false, and refuses a value that is not a boolean", async () => {
+    const args = ["run", "--once", "--server", "127.0.0.1:1", "--machine-id", "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11", "--key", join(dir, "agent.key"), "--log-level", "silent"];
+    const off = await agentWithEnv({ BMAAS_AGENT_INSECURE: "false" }, ...args);
+    expect(off.code).toBe(2);
+    expect(off.stderr).toMatch(/^bmaas-agent: give --ca FILE to verify the server, or --insecure/);
+    const odd = await agentWithEnv({ BMAAS_AGENT_INSECURE: "maybe" }, ...args);
+    expect(odd.code).not.toBe(0);
+    expect(odd.stderr).toBe("error: option '--insecure [boolean]' value 'maybe' from env 'BMAAS_AGENT_INSECURE' is invalid. must be true or false (also 1/0, yes/no, on/off)\n");
+  });
+
+  it("reports hardware whose strings hold NULs, control characters and invalid UTF-8, and is accepted", async () => {
+    const roots = writeHostileTree(join(ROOT, "test", "fixtures", "hw", "bare-metal-server"), join(dir, "hostile"));
+    const key = join(dir, "hostile.key");
+    const pub = (await agent("keygen", "--key", key)).stdout.trim();
+    const machineId = (await bmctl("machine", "create")).stdout.trim();
+    await bmctl("agent", "register", machineId, pub);
+    const r = await agent("run", "--once", "--server", t.server.publicAddress, "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"),
+      "--state-dir", join(dir, "s5"), "--proc-root", roots.proc, "--sys-root", roots.sys, "--log-level", "silent");
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse((await bmctl("machine", "get", machineId, "--json")).stdout) as {
+      hardwareReport: { report: { manufacturer: string; serialNumber: string; networkInterface: unknown[] }; warnings: string[] };
+    };
+    expect(m.hardwareReport.report.manufacturer).toBe("Supermicro");
+    expect(m.hardwareReport.report.serialNumber).toHaveLength(256);
+    expect(m.hardwareReport.report.networkInterface).toHaveLength(256);
+    expect(m.hardwareReport.warnings[0]).toMatch(/^block_device: 302 entries found, only the first 256 reported$/);
   });
 });

@@ -4,10 +4,10 @@ import { exists, join, listDir, readInt, readText, type Roots, type Warnings } f
 
 type BlockDevice = MessageInitShape<typeof BlockDeviceSchema>;
 
-/** naa./eui. world wide names as bytes; other identifiers are not WWNs. */
+/** naa./eui. world wide names (8 or 16 bytes) as bytes; other identifiers are not WWNs. */
 function wwnBytes(wwid: string | undefined): Uint8Array | undefined {
-  const m = wwid && /^(?:naa|eui)\.(?:0x)?([0-9a-f]+)$/i.exec(wwid);
-  return m && m[1]!.length % 2 === 0 ? Buffer.from(m[1]!, "hex") : undefined;
+  const m = wwid && /^(?:naa|eui)\.(?:0x)?([0-9a-f]{16}|[0-9a-f]{32})$/i.exec(wwid);
+  return m ? Buffer.from(m[1]!, "hex") : undefined;
 }
 
 function protocolOf(name: string, vendor: string): BlockDevice_Protocol {

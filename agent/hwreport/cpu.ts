@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CPUSchema } from "../../gen/cloud/agent/api/hwreport_pb.js";
-import { join, readText, type Roots, type Warnings } from "./roots.js";
+import { join, MAX_TABLE_BYTES, readText, type Roots, type Warnings } from "./roots.js";
 
 type Cpu = MessageInitShape<typeof CPUSchema>;
 
@@ -25,7 +25,7 @@ function blocks(text: string): Map<string, string>[] {
  * (logical processors).
  */
 export function readCpus(roots: Roots, warnings: Warnings): Cpu[] {
-  const text = readText(join(roots.proc, "cpuinfo"));
+  const text = readText(join(roots.proc, "cpuinfo"), MAX_TABLE_BYTES);
   if (text === undefined) {
     warnings.add("cpu: /proc/cpuinfo unreadable");
     return [];

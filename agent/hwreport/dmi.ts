@@ -1,3 +1,4 @@
+import { cleanText } from "../sanitize.js";
 import { join, readText, type Roots, type Warnings } from "./roots.js";
 
 export interface DmiIdentity {
@@ -15,7 +16,9 @@ function field(dir: string, name: string, warnings: Warnings, label: string): st
     warnings.add(`dmi: ${label} unreadable (${name})`);
     return "";
   }
-  return PLACEHOLDERS.test(v) ? "" : v;
+  // Cleaned before the placeholder check: firmware pads with NULs too.
+  const clean = cleanText(v);
+  return PLACEHOLDERS.test(clean) ? "" : clean;
 }
 
 /** The system's manufacturer, product name and serial from /sys/class/dmi/id. */

@@ -1,8 +1,12 @@
+import { fromBinary, toBinary, toJson } from "@bufbuild/protobuf";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { BlockDevice_Protocol, EFISupport } from "../../gen/cloud/agent/api/hwreport_pb.js";
+import { AgentHardwareReportSchema } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
+import { cleanText, cleanWarnings, MAX_FIELD_CHARS, MAX_LIST_ENTRIES, MAX_WARNING_CHARS, MAX_WARNINGS } from "../sanitize.js";
+import { HOSTILE_EXTRA_DEVICES, writeHostileTree } from "./hostile-tree.js";
 import { collectHardwareReport } from "./index.js";
 import { installedMemoryBytes, memoryDeviceBytes, parseSmbios, uefiSupported } from "./smbios.js";
 
@@ -121,5 +125,67 @@ describe("SMBIOS", () => {
     const good = Buffer.from([17, 4, 0, 0, 0, 0]);
     const damaged = Buffer.from([17, 200, 0, 0]);
     expect(parseSmbios(Buffer.concat([good, damaged])).length).toBe(1);
+  });
+});
+
+describe("a hostile tree: NULs, control characters, invalid UTF-8, huge values, too many devices", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "hw-hostile-"));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const hw = collectHardwareReport(writeHostileTree(join(FIXTURES, "bare-metal-server"), join(tmp, "tree")));
+  const r = hw.report!;
+
+  /** Every string anywhere in the report, as the server will see it. */
+  const strings = (v: unknown): string[] =>
+    typeof v === "string" ? [v] : Array.isArray(v) ? v.flatMap(strings) : v && typeof v === "object" ? Object.values(v).flatMap(strings) : [];
+
+  it("sends no control characters or unpaired surrogates, and no string over 256 characters", () => {
+    const all = strings(toJson(AgentHardwareReportSchema, hw));
+    expect(all.length).toBeGreaterThan(500);
+    for (const s of all) {
+      expect(s).not.toMatch(/[\x00-\x1f\x7f]/);
+      expect(s).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/);
+    }
+    for (const s of strings(toJson(AgentHardwareReportSchema, { ...hw, warning: [] }))) expect([...s].length).toBeLessThanOrEqual(MAX_FIELD_CHARS);
+    // Encodes, and decodes to the same thing (valid UTF-8 throughout).
+    const bytes = toBinary(AgentHardwareReportSchema, hw);
+    expect(toJson(AgentHardwareReportSchema, fromBinary(AgentHardwareReportSchema, bytes))).toEqual(toJson(AgentHardwareReportSchema, hw));
+  });
+
+  it("keeps what is readable of each value", () => {
+    expect(r.manufacturer).toBe("Supermicro");
+    expect(r.product).toBe("SYS\ufffd\ufffd-6019P-MT");
+    expect(r.serialNumber).toBe("S".repeat(256));
+    expect(r.blockDevice[0]!.deviceModel).toBe("SamsungSSD 970[31m EVO"); // NUL and ESC dropped, the tab a space
+    expect(r.cpu[0]!.model).toBe("Intel(R) Xeon(R) Silver 4110 CPU @ 2.10GHz");
+  });
+
+  it("cuts lists at 256 entries and warnings at 64 of at most 512 characters, and says what was cut first", () => {
+    expect(r.blockDevice).toHaveLength(MAX_LIST_ENTRIES);
+    expect(r.networkInterface).toHaveLength(MAX_LIST_ENTRIES);
+    expect(hw.warning).toHaveLength(MAX_WARNINGS);
+    expect(hw.warning[0]).toBe(`block_device: ${HOSTILE_EXTRA_DEVICES + 2} entries found, only the first 256 reported`);
+    expect(hw.warning[1]).toBe(`network_interface: ${HOSTILE_EXTRA_DEVICES + 2} entries found, only the first 256 reported`);
+    expect(hw.warning).toContain("block vd000: block sizes unreadable");
+    expect(hw.warning.at(-1)).toMatch(/^warnings: \d+ more not reported \(at most 64\)$/);
+    for (const w of hw.warning) expect([...w].length).toBeLessThanOrEqual(MAX_WARNING_CHARS);
+  });
+});
+
+describe("cleanText", () => {
+  it("drops controls, replaces invalid UTF-8, trims and caps by code points without splitting pairs", () => {
+    expect(cleanText(" a\u0000b\tc\r\n\u007f ")).toBe("ab c");
+    expect(cleanText("net eth\u0001bad: MAC address unreadable")).toBe("net ethbad: MAC address unreadable");
+    expect(cleanText(Buffer.from([0x61, 0xc3, 0x28, 0x62]))).toBe("a\ufffd(b");
+    expect(cleanText("x\udc00y\ud83d")).toBe("x\ufffdy\ufffd");
+    expect(cleanText("😀".repeat(300))).toBe("😀".repeat(256));
+    expect(cleanText("\u0000".repeat(1_000_000) + "late")).toBe("");
+    expect(cleanText("ab😀", 3)).toBe("ab😀");
+  });
+
+  it("cleanWarnings caps count and length", () => {
+    const w = cleanWarnings(Array.from({ length: 100 }, (_, i) => `w${i} ` + "z".repeat(1000)));
+    expect(w).toHaveLength(64);
+    expect(w[0]).toHaveLength(512);
+    expect(w[63]).toBe("warnings: 37 more not reported (at most 64)");
   });
 });

@@ -18,7 +18,8 @@ export function readNetworkInterfaces(roots: Roots, warnings: Warnings): Network
     const dir = join(base, name);
     if (!exists(join(dir, "device"))) continue;
     const address = readText(join(dir, "address"));
-    if (!address || !/^[0-9a-f]{2}(:[0-9a-f]{2})+$/i.test(address)) {
+    // 6 bytes for Ethernet, 20 for InfiniBand; anything longer is not an address.
+    if (!address || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5,31}$/i.test(address)) {
       warnings.add(`net ${name}: MAC address unreadable`);
       continue;
     }

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, readlinkSync, existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readlinkSync, readSync } from "node:fs";
 import { basename, join } from "node:path";
 
 /**
@@ -20,21 +20,48 @@ export class Warnings {
   }
 }
 
-/** The trimmed text of a file, or undefined if it is missing or unreadable. */
-export function readText(path: string): string | undefined {
+/** A sysfs attribute is at most a page; this leaves room and bounds a hostile file. */
+export const MAX_ATTRIBUTE_BYTES = 64 * 1024;
+/** /proc/cpuinfo of thousands of threads runs to megabytes. */
+export const MAX_TABLE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * At most max bytes of a file, read incrementally: procfs and sysfs files
+ * report sizes of 0 or 4096 whatever they hold. Undefined if it is missing or
+ * unreadable.
+ */
+export function readBytes(path: string, max = MAX_TABLE_BYTES): Buffer | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, "utf8").trim();
+    fd = openSync(path, "r");
   } catch {
     return undefined;
+  }
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total < max) {
+      const chunk = Buffer.allocUnsafe(Math.min(64 * 1024, max - total));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+    }
+    return Buffer.concat(chunks, total);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
-export function readBytes(path: string): Buffer | undefined {
-  try {
-    return readFileSync(path);
-  } catch {
-    return undefined;
-  }
+/**
+ * The trimmed text of a file (invalid UTF-8 replaced by U+FFFD), at most max
+ * bytes of it, or undefined if it is missing or unreadable. Not yet safe to
+ * send: collectHardwareReport cleans every string of the report at the end.
+ */
+export function readText(path: string, max = MAX_ATTRIBUTE_BYTES): string | undefined {
+  return readBytes(path, max)?.toString("utf8").trim();
 }
 
 export function readInt(path: string): number | undefined {
