@@ -17,10 +17,11 @@ import {
 } from "../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DEV_CERT_FILES } from "../lib/certs.js";
+import { numberArg } from "../lib/flags.js";
 import { createClient, type ServiceClient } from "../lib/grpc-adapter.js";
-import { findDevCerts } from "./private/dev-certs.js";
+import { DEV_CERTS_HELP, findDevCerts } from "./private/dev-certs.js";
 import { diagnoseConnection, type TlsMaterial } from "./private/diagnose.js";
-import { fail } from "./private/fail.js";
+import { fail, oneLine } from "./private/fail.js";
 import { formatEvent, formatFleetStats, formatMachine, MACHINE_HEAD, machineRows, table } from "./private/format.js";
 
 const NAME = "bmctl";
@@ -54,7 +55,7 @@ function tlsMaterial(flags: GlobalFlags): TlsMaterial {
   const dir = flags.certsDir ?? (flags.ca && flags.cert && flags.key ? undefined : findDevCerts());
   const pick = (flag: string, explicit: string | undefined, file: string) => {
     if (explicit) return readFlagFile(flag, explicit);
-    if (!dir) fail(NAME, `no ${flag} given and no development certificates found (run npm start first, or pass --ca, --cert and --key)`, 2);
+    if (!dir) fail(NAME, `no ${flag} given and no development certificates in ./.bmaas-dev/certs or bmctl's checkout (run npm start first, or pass --ca, --cert and --key)`, 2);
     return readFlagFile(flag, join(dir, file));
   };
   return {
@@ -64,24 +65,66 @@ function tlsMaterial(flags: GlobalFlags): TlsMaterial {
   };
 }
 
+/** A watch stream the server ended with an error, and whether events had started to flow. */
+class WatchEnded extends Error {
+  constructor(
+    readonly error: grpc.ServiceError,
+    readonly started: boolean,
+  ) {
+    super(error.message);
+  }
+}
+
+/**
+ * Why the server ended a watch, in the user's terms. The server's own text is
+ * not shown where it may carry internals (a database error, a stack): an
+ * ended watch needs only what to do next.
+ */
+function explainWatchEnd(err: grpc.ServiceError, server: string): string | undefined {
+  switch (err.code) {
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return `the server at ${server} ended the watch: it fell too far behind the events; watch again (bmctl machine get shows the current state)`;
+    case grpc.status.INTERNAL:
+    case grpc.status.UNKNOWN:
+    case grpc.status.DATA_LOSS:
+      return `the server at ${server} ended the watch with an internal error (${grpc.status[err.code]}); its log has the details`;
+    case grpc.status.UNAVAILABLE:
+      return `the server at ${server} ended the watch: machine events are unavailable right now (UNAVAILABLE); watch again later`;
+    default:
+      return undefined;
+  }
+}
+
 /** One line per failure, naming what went wrong in the user's terms. */
 async function explain(e: unknown, flags: GlobalFlags, tls: TlsMaterial | undefined): Promise<string> {
+  if (e instanceof WatchEnded) {
+    // Before the first response an UNAVAILABLE is the connection's: diagnosed below.
+    const why = e.started || e.error.code !== grpc.status.UNAVAILABLE ? explainWatchEnd(e.error, flags.server) : undefined;
+    if (why) return why;
+    e = e.error;
+  }
   const err = e as Partial<grpc.ServiceError>;
+  // What the server says is shown as one line without control characters.
+  const details = oneLine(err.details ?? "", 300);
   switch (err.code) {
     case grpc.status.UNAVAILABLE:
       if (/Name resolution failed/.test(err.details ?? "")) return `cannot reach the server at ${flags.server}: unknown host`;
-      return tls ? diagnoseConnection(flags.server, tls) : `cannot reach the server at ${flags.server}: ${err.details}`;
+      return tls ? diagnoseConnection(flags.server, tls) : `cannot reach the server at ${flags.server}: ${details}`;
     case grpc.status.DEADLINE_EXCEEDED:
       return `the server at ${flags.server} did not answer within ${DEADLINE_MS / 1000}s`;
     case grpc.status.NOT_FOUND:
     case grpc.status.INVALID_ARGUMENT:
     case grpc.status.ALREADY_EXISTS:
     case grpc.status.FAILED_PRECONDITION:
-      return err.details ?? "request refused";
+      return details || "request refused";
+    case grpc.status.INTERNAL:
+    case grpc.status.UNKNOWN:
+    case grpc.status.DATA_LOSS:
+      return `the server at ${flags.server} failed (${grpc.status[err.code]}); its log has the details`;
     case undefined:
       return (e as Error).message;
     default:
-      return `${grpc.status[err.code]}: ${err.details}`;
+      return `${grpc.status[err.code] ?? `code ${err.code}`}: ${details}`;
   }
 }
 
@@ -108,11 +151,8 @@ function generation(text: string): bigint {
   return BigInt(text);
 }
 
-function positive(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
-  return n;
-}
+/** Page sizes: the server serves at most 1000 per page. */
+const pageSize = numberArg({ min: 1, max: 1000, integer: true });
 
 const HEARTBEAT_STATES: Record<string, HeartbeatState> = {
   fresh: HeartbeatState.FRESH,
@@ -131,7 +171,7 @@ async function main(): Promise<void> {
     .addOption(new Option("--cert <file>", "operator client certificate").env("BMCTL_CERT"))
     .addOption(new Option("--key <file>", "key of --cert").env("BMCTL_KEY"))
     .addOption(new Option("--certs-dir <dir>", "directory with ca.pem, operator.pem, operator-key.pem").env("BMCTL_CERTS_DIR"))
-    .addHelpText("after", "\nWith no flags, bmctl uses the development certificates and listener of `npm start`.\n\nExample:\n  bmctl machine list --heartbeat stale");
+    .addHelpText("after", `\nWith no flags, bmctl uses the development certificates and listener of \`npm start\`.\n${DEV_CERTS_HELP}\n\nExample:\n  bmctl machine list --heartbeat stale`);
 
   let client: Operator | undefined;
   let tls: TlsMaterial | undefined;
@@ -178,7 +218,7 @@ async function main(): Promise<void> {
     .option("--has-hardware", "only machines with a hardware report")
     .option("--no-hardware", "only machines without a hardware report")
     .option("--pending-installation", "only machines with an installation request not yet reported")
-    .option("--page-size <n>", "machines per page (max 1000)", positive, 100)
+    .option("--page-size <n>", "machines per page (max 1000)", pageSize, 100)
     .option("--page-token <token>", "continue after a previous page")
     .option("--all", "follow every page")
     .option("--json", "print JSON (one array)")
@@ -232,7 +272,7 @@ async function main(): Promise<void> {
     .description("show a machine with every tag and its recent history")
     .argument("<machine-id>", "machine ID", machineId)
     .option("--json", "print the machine as JSON")
-    .option("--history <n>", "how many recent events to show", positive, 10)
+    .option("--history <n>", "how many recent events to show (max 1000)", pageSize, 10)
     .addHelpText("after", example("bmctl machine get 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 --json"))
     .action(
       run(async (id: string, opts: { json?: boolean; history: number }) => {
@@ -266,18 +306,24 @@ async function main(): Promise<void> {
         const stream = operator().watchMachines({ machineId: id ?? "" });
         process.once("SIGINT", () => stream.cancel());
         process.once("SIGTERM", () => stream.cancel());
+        let started = false;
         await new Promise<void>((resolve, reject) => {
-          stream.once("metadata", () => process.stderr.write(`watching ${id ?? "all machines"} (Ctrl-C to stop)\n`));
+          stream.once("metadata", () => {
+            started = true;
+            process.stderr.write(`watching ${id ?? "all machines"} (Ctrl-C to stop)\n`);
+          });
           stream.on("data", (item: { item: { case: "event" | "gap" | undefined; value?: unknown } }) => {
+            started = true;
             const it = item.item;
             if (it.case === "event") {
               const e = it.value as Parameters<typeof formatEvent>[0];
-              print(opts.json ? toJsonString(MachineEventSchema, e) : formatEvent(e));
+              // JSON escapes control characters itself; the human line is cleaned.
+              print(opts.json ? toJsonString(MachineEventSchema, e) : oneLine(formatEvent(e), 10_000));
             } else if (it.case === "gap") {
-              print(`gap: ${String(it.value)}`);
+              print(`gap: ${oneLine(String(it.value), 1000)}`);
             }
           });
-          stream.on("error", (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(e)));
+          stream.on("error", (e: grpc.ServiceError) => (e.code === grpc.status.CANCELLED ? resolve() : reject(new WatchEnded(e, started))));
           stream.on("end", () => resolve());
         });
       }),

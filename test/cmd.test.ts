@@ -1,10 +1,18 @@
+import { create } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { Command, CommanderError, type OptionValues } from "commander";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { newAgent, type Pki } from "./helpers/server.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { AgentConfig, type AgentRunFlags } from "../agent/config.js";
+import { BmdbConfig, type BmdbFlags } from "../bmdb/index.js";
+import { findDevCerts } from "../cmd/private/dev-certs.js";
+import { OperatorService, WatchMachinesResponseSchema, type WatchMachinesRequest } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { serviceDefinition } from "../lib/grpc-adapter.js";
+import { newAgent, testPki, writeCertsDir, type Pki } from "./helpers/server.js";
 import { ROOT, runScript, type Run } from "./helpers/process.js";
 
 // bmaas-server and bmctl run as real processes (through tsx, so the tests need
@@ -186,4 +194,127 @@ it("ephemeral ports are real", async () => {
   await new Promise((r) => s.once("listening", r));
   expect((s.address() as { port: number }).port).toBeGreaterThan(0);
   s.close();
+});
+
+/** Parses argv and env as a command with these flags would; the options, or the one-line error. */
+function parseFlags<T extends OptionValues>(register: (cmd: Command) => Command, argv: string[], env: Record<string, string>): { opts?: T; error?: string } {
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  let error = "";
+  const cmd = register(new Command("t").exitOverride().configureOutput({ writeErr: (s) => (error += s), writeOut: () => {} }));
+  try {
+    cmd.parse(argv, { from: "user" });
+    return { opts: cmd.opts<T>() };
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+    return { error: error.trim() };
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+describe("flags shared through lib/flags", () => {
+  it("BMAAS_SKIP_MIGRATIONS=false means migrate; true/1/yes skip; anything else is refused", () => {
+    const migrate = (env: Record<string, string>, argv: string[] = []) => {
+      const r = parseFlags<BmdbFlags>(BmdbConfig.registerFlags, ["--database-url", "memory://", ...argv], env);
+      return r.error ?? BmdbConfig.fromFlags(r.opts!).options.migrate;
+    };
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "false" })).toBe(true);
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "0" })).toBe(true);
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "No" })).toBe(true);
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "true" })).toBe(false);
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "1" })).toBe(false);
+    expect(migrate({}, ["--skip-migrations"])).toBe(false);
+    expect(migrate({ BMAAS_SKIP_MIGRATIONS: "yes please" })).toMatch(/^error: option '--skip-migrations \[boolean\]' value 'yes please' from env 'BMAAS_SKIP_MIGRATIONS' is invalid\. must be true or false/);
+    expect(migrate({ BMAAS_DB_POOL_SIZE: "0" })).toMatch(/BMAAS_DB_POOL_SIZE' is invalid\. must be an integer of at least 1$/);
+  });
+
+  it("BMAAS_AGENT_INSECURE=false is false, and seconds flags that become timers stop at 2^31-1 ms", () => {
+    const run = (argv: string[], env: Record<string, string> = {}) => parseFlags<AgentRunFlags>(AgentConfig.registerRunFlags, argv, env);
+    expect(run([], { BMAAS_AGENT_INSECURE: "false" }).opts!.insecure).toBe(false);
+    expect(run([], { BMAAS_AGENT_INSECURE: "OFF" }).opts!.insecure).toBe(false);
+    expect(run([], { BMAAS_AGENT_INSECURE: "true" }).opts!.insecure).toBe(true);
+    expect(run(["--insecure"]).opts!.insecure).toBe(true);
+    expect(run([], { BMAAS_AGENT_INSECURE: "" }).error).toMatch(/from env 'BMAAS_AGENT_INSECURE' is invalid\. must be true or false/);
+    const flags = { server: "h:1", machineId: "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11", key: "k" };
+    expect(() => AgentConfig.check({ ...run([], { BMAAS_AGENT_INSECURE: "false" }).opts!, ...flags })).toThrow(/give --ca FILE/);
+    expect(run(["--interval", "2147483"]).opts!.interval).toBe(2147483);
+    expect(run(["--interval", "2147484"]).error).toBe("error: option '--interval <seconds>' argument '2147484' is invalid. must be a number from 0.1 to 2147483");
+    expect(run([], { BMAAS_AGENT_INSTALLER_TIMEOUT: "1e10" }).error).toMatch(/must be a number from 1 to 2147483$/);
+  });
+});
+
+describe("bmctl's development certificates", () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("are looked for in ./.bmaas-dev/certs and bmctl's checkout only, never in parent directories", async () => {
+    dir = mkdtempSync(join(tmpdir(), "bmctl-devcerts-"));
+    const planted = writeCertsDir(join(dir, ".bmaas-dev", "certs"), await testPki());
+    const child = join(dir, "project", "sub");
+    mkdirSync(child, { recursive: true });
+    expect(findDevCerts(dir)).toBe(planted);
+    const found = findDevCerts(child);
+    expect(found).not.toBe(planted);
+    // The only other place is the checkout's own (absent unless npm start ran here).
+    if (found) expect(found).toBe(join(ROOT, ".bmaas-dev", "certs"));
+    const help = await run("bmctl.ts", ["--help"]);
+    expect(help.stdout.replace(/\s+/g, " ")).toContain("looks for those certificates only in ./.bmaas-dev/certs (the working directory) and in .bmaas-dev/certs of its own checkout (next to its package.json), never in parent directories");
+  });
+});
+
+describe("bmctl machine watch when the server ends the stream", () => {
+  // A stand-in operator listener whose WatchMachines fails as a broken server
+  // might: with database errors, stack traces and escape sequences in the text.
+  let server: grpc.Server;
+  let address: string;
+  let dir: string;
+  const INTERNALS = 'relation "machine_events" does not exist\n    at Parser.parseErrorMessage (/srv/node_modules/pg-protocol/dist/parser.js:283:98)';
+  const scenarios: Record<string, { code: grpc.status; details: string; eventFirst: boolean }> = {
+    "00000000-0000-4000-8000-000000000001": { code: grpc.status.INTERNAL, details: `error: ${INTERNALS}`, eventFirst: false },
+    "00000000-0000-4000-8000-000000000002": { code: grpc.status.UNAVAILABLE, details: `cannot listen for machine events: ${INTERNALS}`, eventFirst: true },
+    "00000000-0000-4000-8000-000000000003": { code: grpc.status.RESOURCE_EXHAUSTED, details: "watcher fell more than 1000 events behind and was dropped; reconnect", eventFirst: true },
+    "00000000-0000-4000-8000-000000000004": { code: grpc.status.NOT_FOUND, details: "machine \u001b[2J\u001b]0;pwned\u0007gone\nsecond line", eventFirst: false },
+  };
+
+  beforeAll(async () => {
+    const pki = await testPki();
+    dir = mkdtempSync(join(tmpdir(), "bmctl-watch-"));
+    writeCertsDir(join(dir, "certs"), pki);
+    server = new grpc.Server();
+    server.addService(serviceDefinition(OperatorService), {
+      watchMachines: (call: grpc.ServerWritableStream<WatchMachinesRequest, unknown>) => {
+        const s = scenarios[call.request.machineId]!;
+        if (s.eventFirst) {
+          call.write(create(WatchMachinesResponseSchema, { item: { case: "event", value: { machineId: call.request.machineId, kind: "heartbeat_resumed", detailsJson: "{}" } } }));
+        }
+        setTimeout(() => call.emit("error", Object.assign(new Error(s.details), { code: s.code, details: s.details })), 50);
+      },
+    });
+    const creds = grpc.ServerCredentials.createSsl(Buffer.from(pki.ca.cert), [{ private_key: Buffer.from(pki.server.key), cert_chain: Buffer.from(pki.server.cert) }], true);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", creds, (e, p) => (e ? reject(e) : resolve(p))));
+    address = `127.0.0.1:${port}`;
+  });
+  afterAll(() => {
+    server?.forceShutdown();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("prints one line that says what happened, without the server's internals or control characters", async () => {
+    const watch = (id: string) => run("bmctl.ts", ["--server", address, "--certs-dir", join(dir, "certs"), "machine", "watch", id]);
+    const [internal, unavailable, behind, notFound] = await Promise.all(Object.keys(scenarios).map(watch));
+    for (const r of [internal, unavailable, behind, notFound]) {
+      expect(r!.code).toBe(1);
+      expect(r!.stderr).not.toMatch(/relation|Parser|pg-protocol|\u001b|\u0007|second line/);
+      expect(r!.stderr.replace(/^watching .*\n/, "").split("\n")).toHaveLength(2); // one line and its newline
+    }
+    expect(internal!.stderr).toMatch(new RegExp(`^bmctl: the server at ${address} ended the watch with an internal error \\(INTERNAL\\); its log has the details\n$`));
+    expect(unavailable!.stdout).toMatch(/heartbeat_resumed/);
+    expect(unavailable!.stderr).toMatch(/bmctl: the server at \S+ ended the watch: machine events are unavailable right now \(UNAVAILABLE\); watch again later\n$/);
+    expect(behind!.stderr).toMatch(/bmctl: the server at \S+ ended the watch: it fell too far behind the events; watch again/);
+    expect(notFound!.stderr).toBe("bmctl: machine [2J]0;pwnedgone\n");
+  });
 });
