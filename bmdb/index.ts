@@ -1,5 +1,7 @@
 // The machine database: what server/ may use of bmdb.
-export { Bmdb, isInstallationPending } from "./bmdb.js";
+export { Bmdb } from "./bmdb.js";
+export { isInstallationPending } from "./pending.js";
+export type { BatchHeartbeat, BatchOutcome } from "./heartbeat-batch.js";
 export type { BmdbOptions, Clock, CreateMachineInput, HeartbeatInput, HeartbeatResult, HistoryPage, MachineView } from "./bmdb.js";
 export type { Database, JsonValue } from "./database.js";
 export { AgentNotRegisteredError, BmdbError, DatabaseUnavailableError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
@@ -11,4 +13,5 @@ export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";
 export type { Backend, OpenOptions } from "./open.js";
 export type { TransactionStats } from "./private/transact.js";
+export type { DatabaseState } from "./private/breaker.js";
 export { BmdbConfig, type BmdbFlags } from "./config.js";
