@@ -2,7 +2,7 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "server/**/*.test.ts", "bmdb/**/*.test.ts", "cmd/**/*.test.ts", "agent/**/*.test.ts"],
+    include: ["test/**/*.test.ts", "lib/**/*.test.ts", "server/**/*.test.ts", "bmdb/**/*.test.ts", "cmd/**/*.test.ts", "agent/**/*.test.ts"],
     // PGlite takes seconds to boot (WASM + initdb) and real TLS servers start per file.
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -24,7 +24,7 @@ import {
   type TestAgent,
 } from "../test/helpers/server.js";
 import { createClient } from "../lib/grpc-adapter.js";
-import { rawField } from "./agent-callback-service.js";
+import { parseHeartbeatRequest } from "./heartbeat-request.js";
 
 const OWN = { "grpc.use_local_subchannel_pool": 1 };
 
@@ -296,14 +296,17 @@ describe("AgentCallback with a failing database", () => {
   });
 });
 
-describe("rawField", () => {
-  it("concatenates a field sent twice, as protobuf merging does", async () => {
+describe("parseHeartbeatRequest", () => {
+  it("concatenates a hardware report sent in two parts, as protobuf merging does", async () => {
     const a = toBinary(AgentHardwareReportSchema, create(AgentHardwareReportSchema, { warning: ["a"] }));
     const b = toBinary(AgentHardwareReportSchema, create(AgentHardwareReportSchema, { warning: ["b"] }));
-    const msg = new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(a).tag(1, WireType.LengthDelimited).string("x").tag(2, WireType.LengthDelimited).bytes(b).finish();
-    const raw = rawField(msg, 2)!;
-    expect(fromBinary(AgentHardwareReportSchema, raw).warning).toEqual(["a", "b"]);
-    expect(rawField(msg, 3)).toBeUndefined();
+    const id = "3f1e3a3c-8a9a-4c35-9f39-6f0b9b0f0c11";
+    const msg = new BinaryWriter().tag(2, WireType.LengthDelimited).bytes(a).tag(1, WireType.LengthDelimited).string(id).tag(2, WireType.LengthDelimited).bytes(b).finish();
+    const parsed = parseHeartbeatRequest(msg);
+    expect(parsed.machineId).toBe(id);
+    expect(fromBinary(AgentHardwareReportSchema, parsed.hardwareReport!.raw).warning).toEqual(["a", "b"]);
+    expect(parsed.hardwareReport!.json).toEqual({ warning: ["a", "b"] });
+    expect(parsed.installationReport).toBeUndefined();
     // And the generated decoder agrees.
     expect(fromBinary(HeartbeatRequestSchema, msg).hardwareReport?.warning).toEqual(["a", "b"]);
   });

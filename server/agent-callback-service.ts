@@ -1,104 +1,90 @@
-import * as grpc from "@grpc/grpc-js";
-import { fromBinary, toJson, type MessageInitShape } from "@bufbuild/protobuf";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { DurationSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
-import { validate as isUuid } from "uuid";
-import type { Bmdb, HeartbeatInput } from "../bmdb/index.js";
-import {
-  AgentCallback,
-  AgentHardwareReportSchema,
-  HeartbeatResponseSchema,
-  OSInstallationRequestSchema,
-  type HeartbeatRequest,
-} from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import type { ServiceHandlers } from "../lib/grpc-adapter.js";
-import { rawRequestBytes } from "../lib/grpc-adapter.js";
-import type { PeerRegistry } from "./peer-identity.js";
-import { RpcError } from "./rpc-error.js";
+import { DatabaseUnavailableError } from "../bmdb/index.js";
+import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
+import { AgentCallback, HeartbeatResponseSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import type { AgentCall, AgentCallHandler } from "./agent-listener.js";
+import { Code, isOpen, readUnaryMessage, sendMessage, sendStatus, WireStatus } from "./grpc-wire.js";
+import { parseHeartbeatRequest } from "./heartbeat-request.js";
+import type { HeartbeatQueue } from "./heartbeat-queue.js";
 
-// HeartbeatRequest field numbers whose bytes we keep exactly as sent.
-const HARDWARE_REPORT_FIELD = 2;
-const INSTALLATION_REPORT_FIELD = 3;
-
-/**
- * The bytes of one length-delimited field of a serialized message. Repeated
- * occurrences are concatenated, which is how protobuf merges a message field
- * sent twice, so the result decodes to what the parser saw.
- */
-export function rawField(message: Uint8Array, fieldNo: number): Uint8Array | undefined {
-  const reader = new BinaryReader(message);
-  const parts: Uint8Array[] = [];
-  while (reader.pos < reader.len) {
-    const [no, wireType] = reader.tag();
-    if (no === fieldNo && wireType === WireType.LengthDelimited) parts.push(reader.bytes());
-    else reader.skip(wireType, no);
-  }
-  if (parts.length <= 1) return parts[0];
-  return Buffer.concat(parts);
-}
+/** Both service names of the wire contract, one handler: older agents dial the first, newer the second. */
+export const HEARTBEAT_PATHS: ReadonlySet<string> = new Set(
+  [AgentCallback, NewAgentCallback].map((s) => `/${s.typeName}/${s.method.heartbeat.name}`),
+);
 
 export interface AgentCallbackDeps {
-  bmdb: Bmdb;
-  peers: PeerRegistry;
+  queue: HeartbeatQueue;
   logger: Logger;
-  /** Sent to agents as suggested_interval when set, so operators can pace the fleet. */
-  suggestedIntervalMs?: number;
+  /** Largest request an agent may send, in bytes. */
+  maxRequestBytes: number;
+  /** Interval suggested to agents (0: none unless a budget paces the fleet). */
+  baseIntervalMs: number;
+  /** Told of every finished call with the status the caller actually received. */
+  observe: (code: Code, seconds: number) => void;
 }
 
 // One answer for every authentication failure after the transport check, so
 // that a caller cannot tell an unknown machine from a wrong key.
 const NOT_REGISTERED = "machine unknown or public key not registered for it";
+const DATABASE_UNAVAILABLE = "database unavailable, try again later";
 
-type Response = MessageInitShape<typeof HeartbeatResponseSchema>;
+const INSTALLATION_REQUEST_FIELD = HeartbeatResponseSchema.field.installationRequest.number;
+const SUGGESTED_INTERVAL_FIELD = HeartbeatResponseSchema.field.suggestedInterval.number;
 
-/** Heartbeat, shared by both AgentCallback service names. */
-export function agentCallbackHandlers(deps: AgentCallbackDeps): ServiceHandlers<(typeof AgentCallback)["method"]> {
-  const { bmdb, peers, logger } = deps;
-  const pace = deps.suggestedIntervalMs ? { suggestedInterval: durationFromMs(deps.suggestedIntervalMs) } : {};
+/**
+ * The serialized HeartbeatResponse. The installation request is forwarded as
+ * the bytes the operator stored, not decoded and re-encoded.
+ */
+function encodeResponse(installationRequest: Uint8Array | null, intervalMs: number): Uint8Array {
+  const w = new BinaryWriter();
+  if (installationRequest) w.tag(INSTALLATION_REQUEST_FIELD, WireType.LengthDelimited).bytes(installationRequest);
+  if (intervalMs > 0) w.tag(SUGGESTED_INTERVAL_FIELD, WireType.LengthDelimited).bytes(toBinary(DurationSchema, durationFromMs(intervalMs)));
+  return w.finish();
+}
 
-  const heartbeat = async (req: HeartbeatRequest, call: grpc.ServerUnaryCall<HeartbeatRequest, unknown>): Promise<Response> => {
-    const peer = peers.lookup(call.getPeer());
-    if (peer.kind !== "agent") {
-      logger.warn({ peer: call.getPeer(), machineId: req.machineId, reason: peer.reason }, "agent refused: transport");
-      throw new RpcError(grpc.status.UNAUTHENTICATED, "a TLS connection with exactly one Ed25519 client certificate is required");
+/** Heartbeat: read, validate, admit, queue for group commit, answer. */
+export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
+  const { queue, logger, observe } = deps;
+
+  const gone = (call: AgentCall): Code => (call.deadline !== undefined && Date.now() >= call.deadline ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
+  const finish = (call: AgentCall, code: Code, sent: boolean) => observe(sent ? code : gone(call), (Date.now() - call.startedAt) / 1000);
+
+  const serve = async (call: AgentCall): Promise<void> => {
+    const { stream, connection } = call;
+    const body = await readUnaryMessage(stream, deps.maxRequestBytes);
+    const parsed = parseHeartbeatRequest(body);
+    const refusal = queue.admit();
+    if (refusal) throw refusal;
+    const live = () => isOpen(stream) && (call.deadline === undefined || Date.now() < call.deadline);
+    const result = await queue.submit({ ...parsed, publicKey: connection.identity.publicKey }, live);
+    if (result === undefined) {
+      // The caller left before its heartbeat was written: nothing to answer.
+      finish(call, gone(call), false);
+      return;
     }
-    if (!isUuid(req.machineId)) throw new RpcError(grpc.status.INVALID_ARGUMENT, "machine_id must be a UUID");
-    const machineId = req.machineId.toLowerCase();
-
-    const raw = rawRequestBytes(req) ?? new Uint8Array();
-    const input: HeartbeatInput = { machineId, publicKey: peer.publicKey };
-
-    const ir = req.installationReport;
-    if (ir) {
-      const result = ir.result;
-      if (result.case === undefined) {
-        throw new RpcError(grpc.status.INVALID_ARGUMENT, "installation_report must have success or error set");
-      }
-      input.installationReport = {
-        generation: ir.generation,
-        result: result.case,
-        ...(result.case === "error" ? { errorMessage: result.value.error } : {}),
-        raw: rawField(raw, INSTALLATION_REPORT_FIELD) ?? new Uint8Array(),
-      };
-    }
-
-    if (req.hardwareReport) {
-      const hwRaw = rawField(raw, HARDWARE_REPORT_FIELD);
-      // An empty report carries nothing and must not erase a stored one.
-      if (hwRaw && hwRaw.length > 0) {
-        input.hardwareReport = { raw: hwRaw, json: toJson(AgentHardwareReportSchema, req.hardwareReport) };
-      }
-    }
-
-    const result = await bmdb.heartbeat(input);
     if (!result.authenticated) {
-      logger.warn({ peer: call.getPeer(), machineId, keyFingerprint: peer.keyFingerprint }, "agent refused: not registered");
-      throw new RpcError(grpc.status.UNAUTHENTICATED, NOT_REGISTERED);
+      logger.warn({ peer: connection.remoteAddress, machineId: parsed.machineId, keyFingerprint: connection.identity.keyFingerprint }, "agent refused: not registered");
+      throw new WireStatus(Code.UNAUTHENTICATED, NOT_REGISTERED);
     }
-    if (!result.installationRequest) return pace;
-    return { ...pace, installationRequest: fromBinary(OSInstallationRequestSchema, result.installationRequest) };
+    const response = encodeResponse(result.installationRequest, queue.pacedIntervalMs(deps.baseIntervalMs));
+    finish(call, Code.OK, sendMessage(stream, response));
   };
 
-  return { heartbeat };
+  return (call) => {
+    serve(call).catch((error: unknown) => {
+      let status: WireStatus;
+      if (error instanceof WireStatus) {
+        status = error;
+      } else if (error instanceof DatabaseUnavailableError) {
+        status = new WireStatus(Code.UNAVAILABLE, DATABASE_UNAVAILABLE, { "grpc-retry-pushback-ms": String(500 + Math.round(Math.random() * 1000)) });
+      } else {
+        logger.error({ err: error }, "bug: unexpected error in Heartbeat");
+        status = new WireStatus(Code.INTERNAL, "internal error");
+      }
+      finish(call, status.code, sendStatus(call.stream, status));
+    });
+  };
 }

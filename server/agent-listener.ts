@@ -1,85 +1,188 @@
-import type * as grpc from "@grpc/grpc-js";
+import { createServer as createH2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { Server, Socket } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
-import { listen, type ListenAddress } from "./listen.js";
-import { identifyTlsPeer, PeerRegistry } from "./peer-identity.js";
+import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, connectionOf, type AgentConnection, type ConnectionCounts, type ConnectionLimits } from "./agent-connections.js";
+import { checkRequestHeaders, Code, parseGrpcTimeout, sendStatus, WireStatus } from "./grpc-wire.js";
+import { listen, stopListening, type ListenAddress } from "./listen.js";
 
 // The public (agent) listener. Agents are untrusted and authenticate with a
-// self-signed certificate, so Node's TLS must request a client certificate
-// without verifying its chain; grpc-js would then hide that certificate from
-// handlers (it only shows those of authorized sockets). So we own the TCP and
-// TLS servers, decide each connection's identity once, and inject the socket
-// into the gRPC server. A client that does not speak TLS at all is injected as
-// plaintext, so it gets the UNAUTHENTICATED answer of the reference server
-// rather than an opaque transport failure.
+// self-signed certificate, so TLS requests a client certificate without
+// verifying its chain, and the identity is decided once per connection
+// (./agent-connections.ts). HTTP/2 and gRPC's unary framing are served here
+// directly (./grpc-wire.ts says why not through grpc-js): a stream from an
+// unauthenticated connection is answered UNAUTHENTICATED from its headers
+// alone — its body is never read — and that connection is then closed.
 
-const TLS_HANDSHAKE_RECORD = 0x16;
+export interface AgentListenerLimits extends ConnectionLimits {
+  /** Concurrent streams one connection may open (an agent needs one). */
+  maxStreamsPerConnection: number;
+  /** A connection with no stream for this long is closed (GOAWAY). */
+  idleTimeoutMs: number;
+  /** Connections are closed gracefully after this long (±10% jitter), 0: never. */
+  maxConnectionAgeMs: number;
+  /** A quiet connection is pinged this often; one that does not answer in keepaliveTimeoutMs is dropped. */
+  keepaliveMs: number;
+  keepaliveTimeoutMs: number;
+}
+
+export const DEFAULT_AGENT_LISTENER_LIMITS: AgentListenerLimits = {
+  ...DEFAULT_CONNECTION_LIMITS,
+  maxStreamsPerConnection: 4,
+  idleTimeoutMs: 600_000,
+  maxConnectionAgeMs: 0,
+  keepaliveMs: 120_000,
+  keepaliveTimeoutMs: 20_000,
+};
+
+/** One call arriving on the agent listener, with the connection it came on. */
+export interface AgentCall {
+  stream: ServerHttp2Stream;
+  headers: IncomingHttpHeaders;
+  connection: AgentConnection & { identity: { kind: "agent" } };
+  /** When the caller gives up (Date.now() scale), if it said. */
+  deadline: number | undefined;
+  startedAt: number;
+}
+
+/** Serves a call whose transport identity is an agent key; must answer it. */
+export type AgentCallHandler = (call: AgentCall) => void;
+/** Told of every call refused before the handler, for metrics. */
+export type RefusalObserver = (code: Code) => void;
 
 export interface AgentListenerOptions {
   address: ListenAddress;
   cert: string;
   key: string;
-  /** Connections that send nothing, or do not finish the TLS handshake, in time are dropped. */
-  handshakeTimeoutMs?: number;
+  paths: ReadonlySet<string>;
+  handler: AgentCallHandler;
+  onRefused?: RefusalObserver;
+  limits?: Partial<AgentListenerLimits>;
   logger: Logger;
 }
 
 export interface AgentListener {
   server: Server;
-  peers: PeerRegistry;
+  counts: ConnectionCounts;
+  /** Stops accepting; closes every connection gracefully, then forcibly after graceMs. */
+  close(graceMs: number): Promise<void>;
 }
 
-export async function listenForAgents(
-  grpcServer: grpc.Server,
-  insecureCredentials: grpc.ServerCredentials,
-  options: AgentListenerOptions,
-): Promise<AgentListener> {
-  const { logger } = options;
-  const timeout = options.handshakeTimeoutMs ?? 10_000;
-  const peers = new PeerRegistry();
-  const injector = grpcServer.createConnectionInjector(insecureCredentials);
+interface SessionState {
+  connection: AgentConnection;
+  lastActivity: number;
+  closeAt: number;
+  pingSentAt: number;
+}
 
-  const tlsServer = createTlsServer({
-    cert: options.cert,
-    key: options.key,
-    minVersion: "TLSv1.3",
-    requestCert: true,
-    rejectUnauthorized: false,
-    // grpc-go refuses servers that do not negotiate h2 by ALPN.
-    ALPNProtocols: ["h2"],
-    handshakeTimeout: timeout,
-  });
-  tlsServer.on("secureConnection", (socket: TLSSocket) => {
-    peers.add(socket, identifyTlsPeer(socket));
-    injector.injectConnection(socket);
-  });
-  tlsServer.on("tlsClientError", (err, socket) => {
-    logger.debug({ err: err.message, peer: PeerRegistry.keyOf(socket) }, "agent TLS handshake failed");
+export async function listenForAgents(options: AgentListenerOptions): Promise<AgentListener> {
+  const { logger, handler, paths } = options;
+  const limits: AgentListenerLimits = { ...DEFAULT_AGENT_LISTENER_LIMITS, ...options.limits };
+  const onRefused = options.onRefused ?? (() => {});
+  const sessions = new Map<Http2Session, SessionState>();
+
+  const h2 = createH2Server({
+    settings: { maxConcurrentStreams: limits.maxStreamsPerConnection, maxHeaderListSize: 16 * 1024, enablePush: false },
+    maxHeaderListPairs: 64,
+    maxOutstandingPings: 4,
+    // Per session, in MB: headers, window buffers and queued frames together.
+    maxSessionMemory: 4,
   });
 
-  const onConnection = (socket: Socket) => {
-    socket.setNoDelay(true);
-    socket.setTimeout(timeout, () => socket.destroy());
-    socket.once("error", () => socket.destroy());
-    // Peek at the first byte to tell TLS from plaintext, then hand the socket
-    // on with that byte put back.
-    socket.once("data", (chunk: Buffer) => {
-      socket.pause();
-      socket.unshift(chunk);
-      // From here the TLS handshake timeout (or gRPC keepalive) takes over.
-      socket.setTimeout(0);
-      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
-        tlsServer.emit("connection", socket);
-      } else {
-        peers.add(socket, { kind: "refused", reason: "not TLS" });
-        injector.injectConnection(socket);
-      }
-      // No resume(): TLS and HTTP/2 take the buffered byte from the socket
-      // themselves when they start reading; flowing it now would lose it.
-    });
+  const refuseAndClose = (session: Http2Session) => {
+    session.close();
+    setTimeout(() => session.destroy(), 1000).unref();
   };
 
-  const server = await listen(options.address, "agents", onConnection);
-  return { server, peers };
+  h2.on("session", (session: Http2Session) => {
+    const connection = session.socket ? connectionOf(session.socket as Socket) : undefined;
+    session.on("error", (err) => logger.debug({ err: err.message }, "agent HTTP/2 session error"));
+    if (!connection) {
+      session.destroy();
+      return;
+    }
+    const now = Date.now();
+    const jitter = 1 + (Math.random() * 0.2 - 0.1);
+    sessions.set(session, {
+      connection,
+      lastActivity: now,
+      closeAt: limits.maxConnectionAgeMs > 0 ? now + limits.maxConnectionAgeMs * jitter : Infinity,
+      pingSentAt: 0,
+    });
+    session.once("close", () => sessions.delete(session));
+    session.setTimeout(limits.idleTimeoutMs, () => session.close());
+  });
+
+  h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    stream.on("error", () => {});
+    const state = sessions.get(stream.session!);
+    const refuse = (status: WireStatus) => {
+      onRefused(status.code);
+      sendStatus(stream, status);
+    };
+    if (!state) return refuse(new WireStatus(Code.UNAVAILABLE, "connection closing"));
+    const startedAt = Date.now();
+    state.lastActivity = startedAt;
+    const connection = state.connection;
+    if (connection.identity.kind !== "agent") {
+      // Answered from the headers alone; the body is never read or decoded.
+      logger.debug({ peer: connection.remoteAddress, reason: connection.identity.reason }, "agent refused: transport");
+      refuse(new WireStatus(Code.UNAUTHENTICATED, "a TLS connection with exactly one Ed25519 client certificate is required"));
+      refuseAndClose(stream.session!);
+      return;
+    }
+    const bad = checkRequestHeaders(headers, paths);
+    if (bad) return refuse(bad);
+    const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
+    handler({
+      stream,
+      headers,
+      connection: connection as AgentCall["connection"],
+      deadline: timeout === undefined ? undefined : startedAt + timeout,
+      startedAt,
+    });
+  });
+
+  // One sweep for every connection instead of timers per connection: maximum
+  // age, and keepalive pings for quiet ones (a peer that vanished without a
+  // FIN would otherwise hold its slot until the idle timeout).
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [session, s] of sessions) {
+      if (session.closed || session.destroyed) continue;
+      if (now >= s.closeAt) {
+        session.close();
+        setTimeout(() => session.destroy(), limits.keepaliveTimeoutMs).unref();
+      } else if (s.pingSentAt > 0 && now - s.pingSentAt > limits.keepaliveTimeoutMs) {
+        session.destroy();
+      } else if (s.pingSentAt === 0 && now - s.lastActivity > limits.keepaliveMs) {
+        s.pingSentAt = now;
+        session.ping((err) => {
+          if (err) return session.destroy();
+          s.pingSentAt = 0;
+          s.lastActivity = Date.now();
+        });
+      }
+    }
+  }, Math.max(100, Math.min(5000, limits.keepaliveMs / 4, limits.maxConnectionAgeMs > 0 ? limits.maxConnectionAgeMs / 4 : 5000)));
+  sweep.unref();
+
+  const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key }, (socket) => h2.emit("connection", socket), logger);
+  const server = await listen(options.address, "agents", gate.accept);
+  // The kernel's own cap, in case the gate's bookkeeping is ever behind.
+  server.maxConnections = limits.maxConnections + limits.maxHandshakes;
+
+  return {
+    server,
+    counts: gate.counts,
+    async close(graceMs: number) {
+      clearInterval(sweep);
+      const stopped = stopListening(server);
+      for (const session of sessions.keys()) session.close();
+      const deadline = Date.now() + graceMs;
+      while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const session of sessions.keys()) session.destroy();
+      gate.destroyAll();
+      await stopped;
+    },
+  };
 }

@@ -9,14 +9,14 @@ import type { Server as NetServer } from "node:net";
 import type { Logger } from "pino";
 import type { Bmdb } from "../bmdb/index.js";
 import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
-import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import { agentCallbackHandlers } from "./agent-callback-service.js";
-import { listenForAgents } from "./agent-listener.js";
+import { HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
+import { listenForAgents, type AgentListener, type AgentListenerLimits } from "./agent-listener.js";
+import type { ConnectionCounts } from "./agent-connections.js";
+import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
 import { implement, serviceDefinition } from "../lib/grpc-adapter.js";
 import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
 import { operatorHandlers } from "./operator-service.js";
-import type { PeerRegistry } from "./peer-identity.js";
 import { ServerMetrics } from "./metrics.js";
 import { listenForMetrics } from "./metrics-listener.js";
 import { statusMapper } from "./rpc-error.js";
@@ -31,8 +31,14 @@ export interface ServerOptions {
   serverKey: string;
   /** PEM CA that operator client certificates must chain to. */
   operatorCa: string;
-  /** Larger requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
+  /** Larger operator requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
   maxRequestBytes: number;
+  /** Larger agent requests are refused with RESOURCE_EXHAUSTED before their body is read (default 256 KiB). */
+  agentMaxRequestBytes?: number;
+  /** Connection and stream limits of the agent listener (see README "Security model"). */
+  agentLimits?: Partial<AgentListenerLimits>;
+  /** Group commit and backpressure of heartbeats: in-flight bound, batch size, budget per second. */
+  heartbeatQueue?: Partial<HeartbeatQueueOptions>;
   /** Heartbeat interval suggested to agents in every answer (unset: none). */
   agentHeartbeatIntervalMs?: number;
   /** How long stop() lets in-flight RPCs finish before cutting them off. */
@@ -71,7 +77,10 @@ export class BmaasServer {
   private constructor(
     readonly publicAddress: string,
     readonly internalAddress: string,
-    readonly peers: PeerRegistry,
+    /** Agent connections by state, for tests and metrics. */
+    readonly agentConnections: ConnectionCounts,
+    readonly heartbeats: HeartbeatQueue,
+    private readonly agents: AgentListener,
     private readonly grpcServers: grpc.Server[],
     private readonly listeners: NetServer[],
     private readonly health: HealthImplementation,
@@ -90,29 +99,30 @@ export class BmaasServer {
     const observe = metrics.observe.bind(metrics);
     const stopping = new AbortController();
 
-    const publicGrpc = new grpc.Server({
-      "grpc.max_receive_message_length": options.maxRequestBytes,
-      // Agents keep one connection for their lifetime; answer their pings.
-      "grpc.keepalive_permit_without_calls": 1,
-    });
     const listeners: NetServer[] = [];
+    let agents: AgentListener | undefined;
     try {
-      const agents = await listenForAgents(publicGrpc, grpc.ServerCredentials.createInsecure(), {
+      let connected = () => 0;
+      const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
+      const observeHeartbeat = (code: grpc.status, seconds: number) => observe(AgentCallback.typeName, "Heartbeat", code, seconds);
+      agents = await listenForAgents({
         address: parseListenAddress(options.publicListenAddress),
         cert: options.serverCert,
         key: options.serverKey,
+        paths: HEARTBEAT_PATHS,
+        handler: heartbeatHandler({
+          queue,
+          logger,
+          maxRequestBytes: options.agentMaxRequestBytes ?? 256 * 1024,
+          baseIntervalMs: options.agentHeartbeatIntervalMs ?? 0,
+          observe: observeHeartbeat,
+        }),
+        onRefused: (code) => observeHeartbeat(code, 0),
+        ...(options.agentLimits && { limits: options.agentLimits }),
         logger,
       });
-      listeners.push(agents.server);
-      const heartbeat = agentCallbackHandlers({
-        bmdb,
-        peers: agents.peers,
-        logger,
-        ...(options.agentHeartbeatIntervalMs && { suggestedIntervalMs: options.agentHeartbeatIntervalMs }),
-      });
-      // Both service names, one handler: older agents dial the first, newer the second.
-      publicGrpc.addService(serviceDefinition(AgentCallback), implement(AgentCallback, heartbeat, toStatus, observe));
-      publicGrpc.addService(serviceDefinition(NewAgentCallback), implement(NewAgentCallback, heartbeat, toStatus, observe));
+      const agentCounts = agents.counts;
+      connected = () => agentCounts.authenticated;
 
       const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
       const operator = operatorHandlers({ bmdb, watch: { maxQueued: options.watchMaxQueued ?? 1000 }, stopping: stopping.signal });
@@ -168,8 +178,10 @@ export class BmaasServer {
       const server = new BmaasServer(
         boundAddress(agents.server),
         boundAddress(internal),
-        agents.peers,
-        [publicGrpc, internalGrpc],
+        agents.counts,
+        queue,
+        agents,
+        [internalGrpc],
         listeners,
         health,
         options,
@@ -182,8 +194,8 @@ export class BmaasServer {
       return server;
     } catch (error) {
       listeners.forEach((l) => l.close());
+      await agents?.close(0);
       metrics.stop();
-      publicGrpc.forceShutdown();
       throw error;
     }
   }
@@ -200,8 +212,9 @@ export class BmaasServer {
     this.stopping.abort();
     const closed = this.listeners.map(stopListening);
     const grace = this.options.shutdownGraceMs ?? 10_000;
-    await Promise.all(
-      this.grpcServers.map(
+    await Promise.all([
+      this.agents.close(grace),
+      ...this.grpcServers.map(
         (s) =>
           new Promise<void>((resolve) => {
             const timer = setTimeout(() => {
@@ -216,7 +229,7 @@ export class BmaasServer {
             });
           }),
       ),
-    );
+    ]);
     await Promise.all(closed);
   }
 }

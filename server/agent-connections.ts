@@ -1,0 +1,188 @@
+import type { Socket } from "node:net";
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
+import type { Logger } from "pino";
+import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
+
+// Admission of raw connections to the agent listener, before HTTP/2: caps on
+// connections (in total, per source address, and still handshaking), an
+// absolute deadline for the TLS handshake (a trickling peer cannot stretch it),
+// the peek that tells TLS from plaintext, and the identity decided once per
+// connection and attached to that connection object — nothing another
+// connection can share or overwrite.
+
+export interface ConnectionLimits {
+  /** Open agent connections at most; further ones are closed at accept. */
+  maxConnections: number;
+  /** Open connections from one source address at most. */
+  maxConnectionsPerAddress: number;
+  /** Connections still in their TLS handshake at once; more are closed at accept. */
+  maxHandshakes: number;
+  /** From accept to a finished handshake, absolute. Unauthenticated connections never live longer. */
+  handshakeTimeoutMs: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxConnections: 60_000,
+  maxConnectionsPerAddress: 4096,
+  maxHandshakes: 1024,
+  handshakeTimeoutMs: 10_000,
+};
+
+/** One accepted agent connection: its identity and bookkeeping. */
+export interface AgentConnection {
+  readonly identity: PeerIdentity;
+  readonly remoteAddress: string;
+  readonly openedAt: number;
+}
+
+const CONNECTION = Symbol("bmaas.agentConnection");
+type Tagged = Socket & { [CONNECTION]?: AgentConnection };
+
+/**
+ * The connection object a socket handed to HTTP/2 belongs to. Node's
+ * Http2Session.socket is a proxy that forwards property reads to the socket,
+ * so the tag is read from the very object accepted.
+ */
+export function connectionOf(socket: Socket): AgentConnection | undefined {
+  return (socket as Tagged)[CONNECTION];
+}
+
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+const fourTuple = (s: Socket) => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+
+export interface ConnectionCounts {
+  open: number;
+  handshaking: number;
+  authenticated: number;
+  refusedAtAccept: number;
+  handshakeFailures: number;
+}
+
+/**
+ * Accepts raw sockets and hands each, once its identity is known, to
+ * `ready` (which injects it into HTTP/2). Returns the accept function.
+ */
+export class ConnectionGate {
+  readonly counts: ConnectionCounts = { open: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
+  readonly #perAddress = new Map<string, number>();
+  readonly #sockets = new Set<Socket>();
+  // Never listens: server-side TLS sockets take ALPN and session-ticket
+  // settings from a tls.Server, so ours are made with this one.
+  readonly #tlsServer: TlsServer;
+  readonly #pendingTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout }>();
+
+  constructor(
+    private readonly limits: ConnectionLimits,
+    tls: { cert: string; key: string },
+    private readonly ready: (socket: Socket, connection: AgentConnection) => void,
+    private readonly logger: Logger,
+  ) {
+    // grpc-go refuses servers that do not negotiate h2 by ALPN.
+    this.#tlsServer = createTlsServer({
+      cert: tls.cert,
+      key: tls.key,
+      minVersion: "TLSv1.3",
+      ALPNProtocols: ["h2"],
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    this.#tlsServer.on("secureConnection", this.#onSecure);
+    this.#tlsServer.on("tlsClientError", (err, socket) => {
+      this.counts.handshakeFailures++;
+      this.logger.debug({ err: err.message, peer: socket.remoteAddress }, "agent TLS handshake failed");
+      socket.destroy();
+    });
+  }
+
+  /** For net.Server's connection listener. */
+  readonly accept = (socket: Socket): void => {
+    const address = socket.remoteAddress ?? "unknown";
+    const c = this.counts;
+    const fromAddress = this.#perAddress.get(address) ?? 0;
+    if (c.open >= this.limits.maxConnections || fromAddress >= this.limits.maxConnectionsPerAddress || c.handshaking >= this.limits.maxHandshakes) {
+      c.refusedAtAccept++;
+      socket.destroy();
+      return;
+    }
+    c.open++;
+    c.handshaking++;
+    this.#perAddress.set(address, fromAddress + 1);
+    this.#sockets.add(socket);
+    let handshaking = true;
+    const doneHandshaking = () => {
+      if (handshaking) c.handshaking--;
+      handshaking = false;
+    };
+    // Absolute, unlike Node's handshakeTimeout (an idle timer that every
+    // trickled byte resets). Cleared only for authenticated connections.
+    const deadline = setTimeout(() => socket.destroy(), this.limits.handshakeTimeoutMs);
+    socket.once("close", () => {
+      this.#sockets.delete(socket);
+      clearTimeout(deadline);
+      doneHandshaking();
+      c.open--;
+      const n = (this.#perAddress.get(address) ?? 1) - 1;
+      if (n <= 0) this.#perAddress.delete(address);
+      else this.#perAddress.set(address, n);
+    });
+    socket.on("error", () => socket.destroy());
+    socket.setNoDelay(true);
+
+    // Peek at the first byte to tell TLS from plaintext, then hand the socket
+    // on with that byte put back.
+    socket.once("data", (chunk: Buffer) => {
+      socket.pause();
+      socket.unshift(chunk);
+      if (chunk[0] !== TLS_HANDSHAKE_RECORD) {
+        // Served, so that it hears UNAUTHENTICATED as the contract says, but
+        // it keeps the handshake deadline as its whole lifetime.
+        doneHandshaking();
+        this.#hand(socket, { kind: "refused", reason: "not TLS" }, address);
+        return;
+      }
+      this.#startTls(socket, doneHandshaking, deadline);
+    });
+  };
+
+  /** Drops every connection at once (after a graceful shutdown's grace). */
+  destroyAll(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+
+  // Server-side TLS sockets are made by the tls.Server (a hand-made one
+  // starts reading before HTTP/2 takes over and strands the client's preface),
+  // so the handshake is linked back to its TCP connection by the 4-tuple,
+  // which the kernel keeps unique among open connections. Only the handshake
+  // bookkeeping uses it; the identity is attached to the TLS socket itself.
+  #startTls(socket: Socket, handshakeOver: () => void, deadline: NodeJS.Timeout): void {
+    const key = fourTuple(socket);
+    this.#pendingTls.set(key, { handshakeOver, deadline });
+    socket.once("close", () => this.#pendingTls.delete(key));
+    this.#tlsServer.emit("connection", socket);
+  }
+
+  #onSecure = (tls: TLSSocket): void => {
+    const key = fourTuple(tls);
+    const pending = this.#pendingTls.get(key);
+    this.#pendingTls.delete(key);
+    if (!pending) {
+      tls.destroy();
+      return;
+    }
+    pending.handshakeOver();
+    const identity = identifyTlsPeer(tls);
+    if (identity.kind === "agent") {
+      clearTimeout(pending.deadline);
+      this.counts.authenticated++;
+      tls.once("close", () => this.counts.authenticated--);
+    }
+    this.#hand(tls, identity, tls.remoteAddress ?? "unknown");
+  };
+
+  #hand(socket: Socket, identity: PeerIdentity, remoteAddress: string): void {
+    const connection: AgentConnection = { identity, remoteAddress, openedAt: Date.now() };
+    (socket as Tagged)[CONNECTION] = connection;
+    this.ready(socket, connection);
+  }
+}

@@ -1,0 +1,186 @@
+import { DatabaseUnavailableError, type BatchOutcome, type Bmdb, type HeartbeatInput, type HeartbeatResult } from "../bmdb/index.js";
+import { Code, WireStatus } from "./grpc-wire.js";
+
+// Group commit with backpressure. Plain heartbeats queue up while the previous
+// batch is in the database and go in together as the next batch (one
+// statement, ./bmdb/heartbeat-batch.ts): no timer, so a lone heartbeat at low
+// load goes at once. Heartbeats with a hardware or installation report (rare:
+// once per boot or installation) take their own transaction.
+//
+// Work is bounded: past maxInflight heartbeats queued or in the database, or
+// past the heartbeat budget per second, a call is refused at once with
+// UNAVAILABLE and a grpc-retry-pushback-ms trailer (UNAVAILABLE because it is
+// the code gRPC clients treat as "retry later"; RESOURCE_EXHAUSTED stays for
+// requests that are too large). A queued call whose caller has gone (cancelled,
+// deadline passed) is dropped before it reaches the database.
+
+export interface HeartbeatQueueOptions {
+  /** Heartbeats queued or being written at once. */
+  maxInflight: number;
+  /** Heartbeats per batch statement at most. */
+  maxBatch: number;
+  /** Batches in the database at once (PGlite has one connection: 1). */
+  concurrency: number;
+  /** Heartbeats per second the server takes (0: no budget). */
+  budgetPerSecond: number;
+}
+
+export const DEFAULT_QUEUE_OPTIONS: HeartbeatQueueOptions = { maxInflight: 2048, maxBatch: 500, concurrency: 2, budgetPerSecond: 0 };
+
+interface Waiting {
+  input: HeartbeatInput;
+  live: () => boolean;
+  resolve: (r: HeartbeatResult | undefined) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface QueueCounters {
+  batches: number;
+  batchedHeartbeats: number;
+  single: number;
+  droppedGone: number;
+  refusedInflight: number;
+  refusedBudget: number;
+}
+
+const jitter = (ms: number) => Math.round(ms * (0.75 + Math.random() * 0.5));
+
+export class HeartbeatQueue {
+  readonly counters: QueueCounters = { batches: 0, batchedHeartbeats: 0, single: 0, droppedGone: 0, refusedInflight: 0, refusedBudget: 0 };
+  #waiting: Waiting[] = [];
+  #running = 0;
+  #inflight = 0;
+  #tokens: number;
+  #refilledAt = Date.now();
+  /** Recent throughput estimate (heartbeats/ms), for pushback hints. */
+  #rate = 1;
+
+  constructor(
+    private readonly bmdb: Bmdb,
+    private readonly options: HeartbeatQueueOptions,
+    /** Connected agents, for the pushback a budget gives. */
+    private readonly connectedAgents: () => number,
+  ) {
+    this.#tokens = this.#burst();
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  #burst(): number {
+    return Math.max(10, this.options.budgetPerSecond / 4);
+  }
+
+  /**
+   * Whether a heartbeat may go in now. Takes a budget token if so; a refusal
+   * carries its pushback.
+   */
+  admit(): WireStatus | undefined {
+    if (this.#inflight >= this.options.maxInflight) {
+      this.counters.refusedInflight++;
+      const drainMs = Math.min(10_000, Math.max(200, this.#inflight / this.#rate));
+      return this.#refusal("server busy", drainMs);
+    }
+    const budget = this.options.budgetPerSecond;
+    if (budget > 0) {
+      const now = Date.now();
+      this.#tokens = Math.min(this.#burst(), this.#tokens + ((now - this.#refilledAt) * budget) / 1000);
+      this.#refilledAt = now;
+      if (this.#tokens < 1) {
+        this.counters.refusedBudget++;
+        return this.#refusal("heartbeat budget exhausted", this.pacedIntervalMs(0));
+      }
+      this.#tokens -= 1;
+    }
+    return undefined;
+  }
+
+  #refusal(what: string, pushbackMs: number): WireStatus {
+    return new WireStatus(Code.UNAVAILABLE, `${what}, retry later`, { "grpc-retry-pushback-ms": String(jitter(pushbackMs)) });
+  }
+
+  /**
+   * The interval that keeps the connected fleet under the budget, never below
+   * baseMs; 0 when there is neither. Jittered so that agents spread out.
+   */
+  pacedIntervalMs(baseMs: number): number {
+    const budget = this.options.budgetPerSecond;
+    const fleetMs = budget > 0 ? (this.connectedAgents() / budget) * 1000 * 1.1 : 0;
+    const ms = Math.max(baseMs, fleetMs, budget > 0 ? 1000 : 0);
+    return ms > 0 ? jitter(ms) : 0;
+  }
+
+  /**
+   * Records the heartbeat once admitted; resolves with its result once it is
+   * committed, or undefined when its caller was gone before it was written.
+   */
+  submit(input: HeartbeatInput, live: () => boolean): Promise<HeartbeatResult | undefined> {
+    this.#inflight++;
+    const done = <T>(p: Promise<T>) => p.finally(() => this.#inflight--);
+    if (input.hardwareReport || input.installationReport) {
+      this.counters.single++;
+      return done(this.bmdb.heartbeat(input));
+    }
+    return done(
+      new Promise<HeartbeatResult | undefined>((resolve, reject) => {
+        this.#waiting.push({ input, live, resolve, reject });
+        this.#pump();
+      }),
+    );
+  }
+
+  #pump(): void {
+    while (this.#running < this.options.concurrency && this.#waiting.length > 0) {
+      const batch = this.#take();
+      if (batch.length === 0) continue;
+      this.#running++;
+      const started = Date.now();
+      void this.#write(batch).finally(() => {
+        this.#running--;
+        const ms = Math.max(1, Date.now() - started);
+        this.#rate = 0.8 * this.#rate + 0.2 * (batch.length / ms);
+        this.#pump();
+      });
+    }
+  }
+
+  /** The next batch: live callers only, each machine once (a repeat waits for the next batch). */
+  #take(): Waiting[] {
+    const batch: Waiting[] = [];
+    const rest: Waiting[] = [];
+    const machines = new Set<string>();
+    for (const w of this.#waiting) {
+      if (!w.live()) {
+        this.counters.droppedGone++;
+        w.resolve(undefined);
+      } else if (batch.length >= this.options.maxBatch || machines.has(w.input.machineId)) {
+        rest.push(w);
+      } else {
+        machines.add(w.input.machineId);
+        batch.push(w);
+      }
+    }
+    this.#waiting = rest;
+    return batch;
+  }
+
+  async #write(batch: Waiting[]): Promise<void> {
+    this.counters.batches++;
+    this.counters.batchedHeartbeats += batch.length;
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await this.bmdb.heartbeatBatch(batch.map((w) => w.input));
+    } catch (error) {
+      if (error instanceof DatabaseUnavailableError || batch.length === 1) {
+        batch.forEach((w) => w.reject(error));
+        return;
+      }
+      // Something in the batch broke the statement: one by one, so that only
+      // the heartbeat at fault fails and its neighbours are recorded.
+      await Promise.all(batch.map((w) => this.bmdb.heartbeatBatch([w.input]).then(([o]) => w.resolve(o), w.reject)));
+      return;
+    }
+    batch.forEach((w, i) => w.resolve(outcomes[i]));
+  }
+}
