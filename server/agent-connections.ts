@@ -33,6 +33,11 @@ export interface AgentConnection {
   readonly identity: PeerIdentity;
   readonly remoteAddress: string;
   readonly openedAt: number;
+  /**
+   * Ends the connection now. Once HTTP/2 owns the socket, destroying the
+   * socket no longer closes it: the listener points this at the session.
+   */
+  kill: () => void;
 }
 
 const CONNECTION = Symbol("bmaas.agentConnection");
@@ -70,7 +75,7 @@ export class ConnectionGate {
   // Never listens: server-side TLS sockets take ALPN and session-ticket
   // settings from a tls.Server, so ours are made with this one.
   readonly #tlsServer: TlsServer;
-  readonly #pendingTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout }>();
+  readonly #pendingTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout; kill: { current: () => void } }>();
 
   constructor(
     private readonly limits: ConnectionLimits,
@@ -116,7 +121,8 @@ export class ConnectionGate {
     };
     // Absolute, unlike Node's handshakeTimeout (an idle timer that every
     // trickled byte resets). Cleared only for authenticated connections.
-    const deadline = setTimeout(() => socket.destroy(), this.limits.handshakeTimeoutMs);
+    const kill = { current: () => socket.destroy() };
+    const deadline = setTimeout(() => kill.current(), this.limits.handshakeTimeoutMs);
     socket.once("close", () => {
       this.#sockets.delete(socket);
       clearTimeout(deadline);
@@ -138,10 +144,10 @@ export class ConnectionGate {
         // Served, so that it hears UNAUTHENTICATED as the contract says, but
         // it keeps the handshake deadline as its whole lifetime.
         doneHandshaking();
-        this.#hand(socket, { kind: "refused", reason: "not TLS" }, address);
+        this.#hand(socket, { kind: "refused", reason: "not TLS" }, address, kill);
         return;
       }
-      this.#startTls(socket, doneHandshaking, deadline);
+      this.#startTls(socket, doneHandshaking, deadline, kill);
     });
   };
 
@@ -155,9 +161,9 @@ export class ConnectionGate {
   // so the handshake is linked back to its TCP connection by the 4-tuple,
   // which the kernel keeps unique among open connections. Only the handshake
   // bookkeeping uses it; the identity is attached to the TLS socket itself.
-  #startTls(socket: Socket, handshakeOver: () => void, deadline: NodeJS.Timeout): void {
+  #startTls(socket: Socket, handshakeOver: () => void, deadline: NodeJS.Timeout, kill: { current: () => void }): void {
     const key = fourTuple(socket);
-    this.#pendingTls.set(key, { handshakeOver, deadline });
+    this.#pendingTls.set(key, { handshakeOver, deadline, kill });
     socket.once("close", () => this.#pendingTls.delete(key));
     this.#tlsServer.emit("connection", socket);
   }
@@ -177,11 +183,24 @@ export class ConnectionGate {
       this.counts.authenticated++;
       tls.once("close", () => this.counts.authenticated--);
     }
-    this.#hand(tls, identity, tls.remoteAddress ?? "unknown");
+    this.#hand(tls, identity, tls.remoteAddress ?? "unknown", pending.kill);
   };
 
-  #hand(socket: Socket, identity: PeerIdentity, remoteAddress: string): void {
-    const connection: AgentConnection = { identity, remoteAddress, openedAt: Date.now() };
+  #hand(socket: Socket, identity: PeerIdentity, remoteAddress: string, kill: { current: () => void }): void {
+    // HTTP/2 will own the socket; destroying it is what ends the connection
+    // (a closed HTTP/2 session only half-closes a socket its peer still writes to).
+    kill.current = () => socket.destroy();
+    const connection: AgentConnection = {
+      identity,
+      remoteAddress,
+      openedAt: Date.now(),
+      get kill() {
+        return kill.current;
+      },
+      set kill(f: () => void) {
+        kill.current = f;
+      },
+    };
     (socket as Tagged)[CONNECTION] = connection;
     this.ready(socket, connection);
   }

@@ -86,11 +86,16 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     maxOutstandingPings: 4,
     // Per session, in MB: headers, window buffers and queued frames together.
     maxSessionMemory: 4,
+    // DATA a client keeps sending on a stream already answered and closed
+    // (a refused upload) counts as "invalid"; past this Node tears the whole
+    // session down with ENHANCE_YOUR_CALM, losing answers still in flight.
+    maxSessionInvalidFrames: 20_000,
   });
 
-  const refuseAndClose = (session: Http2Session) => {
-    session.close();
-    setTimeout(() => session.destroy(), 1000).unref();
+  // After its answer, a refused connection gets a moment to read it, then goes.
+  // (No GOAWAY first: Node then drops the answers of streams still uploading.)
+  const refuseAndClose = (connection: AgentConnection) => {
+    setTimeout(() => connection.kill(), 1000).unref();
   };
 
   h2.on("session", (session: Http2Session) => {
@@ -109,6 +114,11 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       pingSentAt: 0,
     });
     session.once("close", () => sessions.delete(session));
+    const destroySocket = connection.kill;
+    connection.kill = () => {
+      session.destroy();
+      destroySocket();
+    };
     session.setTimeout(limits.idleTimeoutMs, () => session.close());
   });
 
@@ -126,8 +136,11 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     if (connection.identity.kind !== "agent") {
       // Answered from the headers alone; the body is never read or decoded.
       logger.debug({ peer: connection.remoteAddress, reason: connection.identity.reason }, "agent refused: transport");
+      // Whatever it still uploads is discarded as it arrives (never kept),
+      // so that the stream ends normally and the answer reaches the client.
+      stream.resume();
       refuse(new WireStatus(Code.UNAUTHENTICATED, "a TLS connection with exactly one Ed25519 client certificate is required"));
-      refuseAndClose(stream.session!);
+      refuseAndClose(connection);
       return;
     }
     const bad = checkRequestHeaders(headers, paths);
@@ -150,14 +163,15 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     for (const [session, s] of sessions) {
       if (session.closed || session.destroyed) continue;
       if (now >= s.closeAt) {
+        // GOAWAY: calls in flight finish, the agent reconnects for the next one.
         session.close();
-        setTimeout(() => session.destroy(), limits.keepaliveTimeoutMs).unref();
+        setTimeout(() => s.connection.kill(), limits.keepaliveTimeoutMs).unref();
       } else if (s.pingSentAt > 0 && now - s.pingSentAt > limits.keepaliveTimeoutMs) {
-        session.destroy();
+        s.connection.kill();
       } else if (s.pingSentAt === 0 && now - s.lastActivity > limits.keepaliveMs) {
         s.pingSentAt = now;
         session.ping((err) => {
-          if (err) return session.destroy();
+          if (err) return s.connection.kill();
           s.pingSentAt = 0;
           s.lastActivity = Date.now();
         });
@@ -180,7 +194,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       for (const session of sessions.keys()) session.close();
       const deadline = Date.now() + graceMs;
       while (sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const session of sessions.keys()) session.destroy();
+      for (const s of sessions.values()) s.connection.kill();
       gate.destroyAll();
       await stopped;
     },

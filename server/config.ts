@@ -1,7 +1,8 @@
-import { InvalidArgumentError, Option, type Command } from "commander";
+import { Option, type Command } from "commander";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadOrCreateDevCerts } from "../lib/certs.js";
+import { booleanOption, MAX_TIMER_SECONDS, numberArg } from "../lib/flags.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
 
@@ -21,6 +22,16 @@ export interface ServerFlags {
   fleetStatsRefresh: number;
   staleSweepInterval: number;
   watchMaxQueued: number;
+  agentMaxRequestBytes: number;
+  agentMaxConnections: number;
+  agentMaxConnectionsPerIp: number;
+  agentMaxHandshakes: number;
+  agentHandshakeTimeout: number;
+  agentIdleTimeout: number;
+  agentMaxConnectionAge: number;
+  agentKeepalive: number;
+  agentMaxInflight: number;
+  heartbeatBudget: number;
   logLevel: string;
 }
 
@@ -34,12 +45,10 @@ export type ServerConfigValues = Omit<ServerOptions, "bmdb" | "logger"> & {
   devCerts?: { dir: string; created: boolean };
 };
 
-/** Commander names the flag in its own message; ours says what is wrong. */
-function nonNegative(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`must be a non-negative number, got "${v}"`);
-  return n;
-}
+// Seconds flags become Node timers, which misfire above 2^31-1 ms.
+const seconds = numberArg({ min: 0, max: MAX_TIMER_SECONDS });
+const count = numberArg({ min: 0, integer: true });
+const positiveCount = numberArg({ min: 1, integer: true });
 
 function readPem(flag: string, file: string): string {
   try {
@@ -65,40 +74,95 @@ export const ServerConfig = {
       .addOption(
         new Option("--max-request-bytes <n>", "largest request accepted")
           .env("BMAAS_MAX_REQUEST_BYTES")
-          .argParser(nonNegative)
+          .argParser(positiveCount)
           .default(4 * 1024 * 1024),
       )
       .addOption(
         new Option("--shutdown-grace <seconds>", "time in-flight RPCs get to finish on SIGTERM")
           .env("BMAAS_SHUTDOWN_GRACE")
-          .argParser(nonNegative)
+          .argParser(seconds)
           .default(10),
       )
       .addOption(
         new Option("--agent-heartbeat-interval <seconds>", "interval suggested to agents in every answer (0: none, agents keep their own)")
           .env("BMAAS_AGENT_HEARTBEAT_INTERVAL")
-          .argParser(nonNegative)
+          .argParser(seconds)
           .default(0),
       )
       .addOption(new Option("--metrics-listen <addr>", 'Prometheus /metrics listener ("" to disable)').env("BMAAS_METRICS_LISTEN").default("127.0.0.1:4243"))
-      .addOption(new Option("--metrics-mtls", "serve metrics over HTTPS behind the operator mTLS").env("BMAAS_METRICS_MTLS"))
+      .addOption(booleanOption("--metrics-mtls", "serve metrics over HTTPS behind the operator mTLS", "BMAAS_METRICS_MTLS"))
       .addOption(
         new Option("--fleet-stats-refresh <seconds>", "how often the fleet gauges are recomputed")
           .env("BMAAS_FLEET_STATS_REFRESH")
-          .argParser(nonNegative)
+          .argParser(seconds)
           .default(30),
       )
       .addOption(
         new Option("--stale-sweep-interval <seconds>", "how often machines that stopped heartbeating are recorded as stale (0: never)")
           .env("BMAAS_STALE_SWEEP_INTERVAL")
-          .argParser(nonNegative)
+          .argParser(seconds)
           .default(30),
       )
       .addOption(
         new Option("--watch-max-queued <events>", "events a WatchMachines client may fall behind before it is dropped")
           .env("BMAAS_WATCH_MAX_QUEUED")
-          .argParser(nonNegative)
+          .argParser(count)
           .default(1000),
+      )
+      .addOption(
+        new Option("--agent-max-request-bytes <n>", "largest agent request (a hardware report of a large machine is ~20 KiB)")
+          .env("BMAAS_AGENT_MAX_REQUEST_BYTES")
+          .argParser(positiveCount)
+          .default(256 * 1024),
+      )
+      .addOption(new Option("--agent-max-connections <n>", "open agent connections at most").env("BMAAS_AGENT_MAX_CONNECTIONS").argParser(positiveCount).default(60_000))
+      .addOption(
+        new Option("--agent-max-connections-per-ip <n>", "open agent connections from one source address at most")
+          .env("BMAAS_AGENT_MAX_CONNECTIONS_PER_IP")
+          .argParser(positiveCount)
+          .default(4096),
+      )
+      .addOption(
+        new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once")
+          .env("BMAAS_AGENT_MAX_HANDSHAKES")
+          .argParser(positiveCount)
+          .default(1024),
+      )
+      .addOption(
+        new Option("--agent-handshake-timeout <seconds>", "absolute time from accept to a finished TLS handshake; also the whole life of an unauthenticated connection")
+          .env("BMAAS_AGENT_HANDSHAKE_TIMEOUT")
+          .argParser(seconds)
+          .default(10),
+      )
+      .addOption(
+        new Option("--agent-idle-timeout <seconds>", "an agent connection without a call for this long is closed")
+          .env("BMAAS_AGENT_IDLE_TIMEOUT")
+          .argParser(seconds)
+          .default(600),
+      )
+      .addOption(
+        new Option("--agent-max-connection-age <seconds>", "agent connections are closed gracefully after this long, ±10% (0: never)")
+          .env("BMAAS_AGENT_MAX_CONNECTION_AGE")
+          .argParser(seconds)
+          .default(0),
+      )
+      .addOption(
+        new Option("--agent-keepalive <seconds>", "a quiet agent connection is pinged this often and dropped if it does not answer in 20 s")
+          .env("BMAAS_AGENT_KEEPALIVE")
+          .argParser(seconds)
+          .default(120),
+      )
+      .addOption(
+        new Option("--agent-max-inflight <n>", "heartbeats queued or being written at once; more are refused UNAVAILABLE with pushback")
+          .env("BMAAS_AGENT_MAX_INFLIGHT")
+          .argParser(positiveCount)
+          .default(2048),
+      )
+      .addOption(
+        new Option("--heartbeat-budget <per-second>", "heartbeats per second the server takes; paces the fleet through suggested_interval (0: no budget)")
+          .env("BMAAS_HEARTBEAT_BUDGET")
+          .argParser(count)
+          .default(0),
       )
       .addOption(
         new Option("--log-level <level>", "log level").env("BMAAS_LOG_LEVEL").choices(["trace", "debug", "info", "warn", "error", "silent"]).default("info"),
@@ -122,6 +186,17 @@ export const ServerConfig = {
       fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
       staleSweepIntervalMs: flags.staleSweepInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),
+      agentMaxRequestBytes: flags.agentMaxRequestBytes,
+      agentLimits: {
+        maxConnections: flags.agentMaxConnections,
+        maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,
+        maxHandshakes: flags.agentMaxHandshakes,
+        handshakeTimeoutMs: Math.max(0.1, flags.agentHandshakeTimeout) * 1000,
+        idleTimeoutMs: Math.max(1, flags.agentIdleTimeout) * 1000,
+        maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
+        keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,
+      },
+      heartbeatQueue: { maxInflight: flags.agentMaxInflight, budgetPerSecond: flags.heartbeatBudget },
       logLevel: flags.logLevel,
     };
     if (flags.devCerts) {

@@ -71,23 +71,23 @@ export function isOpen(stream: ServerHttp2Stream): boolean {
 }
 
 /**
- * Answers with a status and no message (a trailers-only response), then
- * resets the stream so that a client still uploading stops.
+ * Answers with a status and no message (a trailers-only response).
  */
 export function sendStatus(stream: ServerHttp2Stream, status: WireStatus): boolean {
   if (!isOpen(stream)) return false;
-  stream.respond(
-    {
-      ":status": 200,
-      "content-type": CONTENT_TYPE,
-      "grpc-status": String(status.code),
-      "grpc-message": encodeMessage(status.message),
-      ...status.trailers,
-    },
-    { endStream: true },
+  stream.respond({ ":status": 200, "content-type": CONTENT_TYPE }, { waitForTrailers: true });
+  stream.once("wantTrailers", () =>
+    stream.sendTrailers({ "grpc-status": String(status.code), "grpc-message": encodeMessage(status.message), ...status.trailers }),
   );
-  // Frames are sent in order: the status first, then the reset.
-  if (!stream.readableEnded) stream.close(constants.NGHTTP2_NO_ERROR);
+  stream.end();
+  // A client may still be uploading: what it sends is bounded by the stream's
+  // flow-control window, since nobody reads it. Reset the stream a little
+  // later (an immediate RST_STREAM can overtake the status in nghttp2's queue).
+  if (!stream.readableEnded) {
+    setTimeout(() => {
+      if (!stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+    }, 500).unref();
+  }
   return true;
 }
 

@@ -1,0 +1,269 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { HeartbeatRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import { createAgentCertificate, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
+import { testBackends } from "../test/helpers/databases.js";
+import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
+import { startTestServer } from "../test/helpers/server.js";
+
+// The agent listener against hostile peers (issue: hardening). Every test
+// talks to a real server over real sockets with a bare HTTP/2 client, so it
+// can send what no well-behaved gRPC client would.
+
+const UNAUTHENTICATED = 16;
+const INVALID_ARGUMENT = 3;
+const RESOURCE_EXHAUSTED = 8;
+const INTERNAL = 13;
+const UNAVAILABLE = 14;
+
+/** A request of `bytes` made only of 2-byte unknown fields (field 4, varint 1): the costliest shape to decode. */
+function unknownFieldFlood(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  for (let i = 0; i + 1 < bytes; i += 2) {
+    b[i] = 0x20;
+    b[i + 1] = 0x01;
+  }
+  return b;
+}
+
+async function agentTls() {
+  const key = generateAgentKey();
+  const cert = await createAgentCertificate(key);
+  return { key, publicKey: rawEd25519PublicKey(key), tls: { cert: cert.cert, key: cert.key } };
+}
+
+function heartbeatBody(init: Parameters<typeof create<typeof HeartbeatRequestSchema>>[1]): Buffer {
+  return frame(toBinary(HeartbeatRequestSchema, create(HeartbeatRequestSchema, init)));
+}
+
+/** Resolves with how long until the peer closed the socket. */
+function closedAfter(socket: Socket): Promise<number> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    socket.on("error", () => {});
+    // Read what the server sends, or a paused socket never sees the end.
+    socket.resume();
+    socket.once("close", () => resolve(Date.now() - started));
+  });
+}
+
+describe("agent listener under hostile peers", () => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  const HANDSHAKE_MS = 800;
+
+  beforeAll(async () => {
+    t = await startTestServer(testBackends()[0]!, {
+      publicListenAddress: "0.0.0.0:0",
+      agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS, maxConnectionsPerAddress: 40 },
+    });
+  });
+  afterAll(async () => t?.stop());
+
+  const port = () => splitAddress(t.server.publicAddress)[1];
+  const via = (host: string) => `${host}:${port()}`;
+
+  async function registered() {
+    const { machineId } = await t.operator.createMachine({});
+    const agent = await agentTls();
+    await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+    return { machineId, ...agent };
+  }
+
+  it("answers a flood of 20 × 4 MiB requests from unauthenticated peers at once, without buffering or decoding them", async () => {
+    const body = frame(unknownFieldFlood(4 * 1024 * 1024));
+    global.gc?.();
+    const before = process.memoryUsage();
+    const started = Date.now();
+    // Plaintext, and TLS without a certificate: 5 connections × 4 streams.
+    const sessions = await Promise.all([
+      rawSession(via("127.0.0.1")),
+      rawSession(via("127.0.0.1")),
+      rawSession(via("127.0.0.1"), {}),
+      rawSession(via("127.0.0.1"), {}),
+      rawSession(via("127.0.0.1"), {}),
+    ]);
+    const replies = await Promise.all(sessions.flatMap((s) => [0, 1, 2, 3].map(() => rawCall(s, body))));
+    const ms = Date.now() - started;
+    const after = process.memoryUsage();
+    sessions.forEach((s) => s.destroy());
+    expect(replies.map((r) => r.code)).toEqual(Array(20).fill(UNAUTHENTICATED));
+    expect(ms).toBeLessThan(5_000);
+    // The server shares this process: 20 × 4 MiB = 80 MiB were offered; far less may stay.
+    expect(after.rss - before.rss).toBeLessThan(48 * 1024 * 1024);
+  });
+
+  it("refuses an authenticated peer's oversized request from its length prefix (RESOURCE_EXHAUSTED)", async () => {
+    const a = await agentTls();
+    const s = await rawSession(via("127.0.0.1"), a.tls);
+    const reply = await rawCall(s, frame(Buffer.alloc(64), 64 * 1024 * 1024));
+    s.destroy();
+    expect(reply.code).toBe(RESOURCE_EXHAUSTED);
+    expect(reply.ms).toBeLessThan(2_000);
+  });
+
+  it("gives two connections from the same source address and port their own identities", async () => {
+    const victim = await registered();
+    const localPort = 20_000 + Math.floor(Math.random() * 20_000);
+    const local = { localAddress: "127.0.0.3", localPort };
+    // The victim reaches the server on one of its addresses, the attacker on
+    // another, from the very same source ip:port, without a certificate.
+    const good = await rawSession(via("127.0.0.1"), victim.tls, local);
+    const bad = await rawSession(via("127.0.0.2"), {}, local);
+    const ok = await rawCall(good, heartbeatBody({ machineId: victim.machineId }));
+    const stolen = await rawCall(bad, heartbeatBody({ machineId: victim.machineId }));
+    good.destroy();
+    bad.destroy();
+    expect(ok.code).toBe(0);
+    expect(stolen.code).toBe(UNAUTHENTICATED);
+    expect(stolen.body.length).toBe(0);
+  });
+
+  it("closes connections that do not authenticate within the handshake deadline, however they stall", async () => {
+    const [host, p] = ["127.0.0.1", port()];
+    const silent = netConnect({ host, port: p });
+    const oneByte = netConnect({ host, port: p });
+    oneByte.write(Buffer.of(0x50));
+    const prefaceOnly = netConnect({ host, port: p });
+    prefaceOnly.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    const noCert = tlsConnect({ host, port: p, rejectUnauthorized: false, ALPNProtocols: ["h2"] });
+    // A ClientHello trickled one byte at a time, each byte resetting any idle timer.
+    const trickle = netConnect({ host, port: p });
+    const hello = Buffer.concat([Buffer.of(0x16, 0x03, 0x01, 0x02, 0x00), Buffer.alloc(512, 1)]);
+    let i = 0;
+    const drip = setInterval(() => !trickle.destroyed && i < hello.length && trickle.write(hello.subarray(i, ++i)), 100);
+    const times = await Promise.all([silent, oneByte, prefaceOnly, noCert, trickle].map(closedAfter));
+    clearInterval(drip);
+    for (const ms of times) {
+      expect(ms).toBeGreaterThan(HANDSHAKE_MS - 200);
+      expect(ms).toBeLessThan(HANDSHAKE_MS + 1_500);
+    }
+  });
+
+  it("closes a refused connection after answering it, and keeps a registered agent's connection open", async () => {
+    const a = await registered();
+    const refused = await rawSession(via("127.0.0.1"));
+    const closed = new Promise<void>((r) => refused.once("close", () => r()));
+    expect((await rawCall(refused, heartbeatBody({ machineId: a.machineId }))).code).toBe(UNAUTHENTICATED);
+    await closed;
+    const good = await rawSession(via("127.0.0.1"), a.tls);
+    expect((await rawCall(good, heartbeatBody({ machineId: a.machineId }))).code).toBe(0);
+    await new Promise((r) => setTimeout(r, HANDSHAKE_MS + 300));
+    expect((await rawCall(good, heartbeatBody({ machineId: a.machineId }))).code).toBe(0);
+    good.destroy();
+  });
+
+  it("caps connections per source address", async () => {
+    const sockets = Array.from({ length: 45 }, () => netConnect({ host: "127.0.0.4", port: port() }));
+    const closed = await Promise.all(sockets.map((s) => Promise.race([closedAfter(s), new Promise<number>((r) => setTimeout(() => r(-1), 300))])));
+    // 40 are allowed; the rest are closed at once.
+    expect(closed.filter((ms) => ms >= 0 && ms < 300).length).toBeGreaterThanOrEqual(5);
+    sockets.forEach((s) => s.destroy());
+  });
+});
+
+describe.each(testBackends())("agent request validation on $name", (backend) => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  beforeAll(async () => {
+    t = await startTestServer(backend);
+  });
+  afterAll(async () => t?.stop());
+
+  async function registered() {
+    const { machineId } = await t.operator.createMachine({});
+    const agent = await agentTls();
+    await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+    const session = await rawSession(t.server.publicAddress, agent.tls);
+    return { machineId, session };
+  }
+
+  const cases: [string, (id: string) => Buffer, number][] = [
+    ["a NUL in a hardware-report string", (id) => heartbeatBody({ machineId: id, hardwareReport: { report: { manufacturer: "ACME\u0000" } } }), INVALID_ARGUMENT],
+    ["a NUL in a warning", (id) => heartbeatBody({ machineId: id, hardwareReport: { warning: ["a\u0000b"] } }), INVALID_ARGUMENT],
+    ["an oversized hardware-report string", (id) => heartbeatBody({ machineId: id, hardwareReport: { report: { serialNumber: "s".repeat(5000) } } }), INVALID_ARGUMENT],
+    ["too many warnings", (id) => heartbeatBody({ machineId: id, hardwareReport: { warning: Array(2000).fill("w") } }), INVALID_ARGUMENT],
+    [
+      "an installation error of 100 KB",
+      (id) => heartbeatBody({ machineId: id, installationReport: { generation: 1n, result: { case: "error", value: { error: "e".repeat(100_000) } } } }),
+      INVALID_ARGUMENT,
+    ],
+    [
+      "a NUL in an installation error",
+      (id) => heartbeatBody({ machineId: id, installationReport: { generation: 1n, result: { case: "error", value: { error: "bad\u0000" } } } }),
+      INVALID_ARGUMENT,
+    ],
+    [
+      "invalid UTF-8 in a hardware-report string",
+      (id) => {
+        const node = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(Uint8Array.of(0x41, 0xff, 0xfe)).finish();
+        const hw = new BinaryWriter().tag(1, WireType.LengthDelimited).bytes(node).finish();
+        return frame(new BinaryWriter().tag(1, WireType.LengthDelimited).string(id).tag(2, WireType.LengthDelimited).bytes(hw).finish());
+      },
+      INVALID_ARGUMENT,
+    ],
+    ["a malformed message", () => frame(Uint8Array.of(0x0a, 0xff, 0xff, 0xff)), INVALID_ARGUMENT],
+    ["a machine_id of 100 KB", () => heartbeatBody({ machineId: "x".repeat(100_000) }), INVALID_ARGUMENT],
+    ["a request over the agent limit", (id) => heartbeatBody({ machineId: id, hardwareReport: { warning: Array(300).fill("w".repeat(1000)) } }), RESOURCE_EXHAUSTED],
+  ];
+
+  it.each(cases)("refuses %s and writes nothing", async (_, body, code) => {
+    const { machineId, session } = await registered();
+    const reply = await rawCall(session, body(machineId));
+    session.destroy();
+    expect(reply.code).toBe(code);
+    const m = (await t.operator.getMachine({ machineId })).machine!;
+    expect(m.agentHeartbeat).toBeUndefined();
+    expect(m.hardwareReport).toBeUndefined();
+    expect(m.installationReport).toBeUndefined();
+  });
+
+  it("answers INTERNAL, not UNAVAILABLE, when the handler hits a bug", async () => {
+    const { machineId, session } = await registered();
+    const original = t.bmdb.heartbeatBatch.bind(t.bmdb);
+    t.bmdb.heartbeatBatch = () => Promise.reject(new TypeError("x is not a function"));
+    try {
+      const reply = await rawCall(session, heartbeatBody({ machineId }));
+      expect(reply.code).toBe(INTERNAL);
+      expect(reply.message).toBe("internal error");
+    } finally {
+      t.bmdb.heartbeatBatch = original;
+      session.destroy();
+    }
+  });
+});
+
+describe("heartbeat backpressure", () => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  beforeAll(async () => {
+    t = await startTestServer(testBackends()[0]!, { heartbeatQueue: { budgetPerSecond: 20 } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("refuses heartbeats over the budget at once with UNAVAILABLE and a pushback, and paces agents by suggested_interval", async () => {
+    const { machineId } = await t.operator.createMachine({});
+    const agent = await agentTls();
+    await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+    const sessions = await Promise.all(Array.from({ length: 10 }, () => rawSession(t.server.publicAddress, agent.tls)));
+    const replies = [];
+    for (let round = 0; round < 6; round++) replies.push(...(await Promise.all(sessions.map((s) => rawCall(s, heartbeatBody({ machineId }))))));
+    sessions.forEach((s) => s.destroy());
+    const ok = replies.filter((r) => r.code === 0);
+    const refused = replies.filter((r) => r.code === UNAVAILABLE);
+    expect(ok.length + refused.length).toBe(60);
+    expect(ok.length).toBeGreaterThanOrEqual(10);
+    expect(refused.length).toBeGreaterThanOrEqual(20);
+    for (const r of refused) {
+      expect(Number(r.headers["grpc-retry-pushback-ms"])).toBeGreaterThan(0);
+      expect(r.ms).toBeLessThan(500);
+    }
+    // 10 connected agents under a budget of 20/s: every answer suggests at least ~0.5 s.
+    const { HeartbeatResponseSchema } = await import("../gen/cloud/bmaas/server/api/agent_pb.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+    for (const r of ok) {
+      const interval = fromBinary(HeartbeatResponseSchema, r.body).suggestedInterval;
+      expect(Number(interval?.seconds ?? 0) * 1000 + (interval?.nanos ?? 0) / 1e6).toBeGreaterThanOrEqual(750);
+    }
+  });
+});
