@@ -1,186 +1,1026 @@
-// Heartbeat benchmark: N simulated agents, each with its own Ed25519 key,
-// ephemeral certificate and TLS connection, heartbeating back to back against
-// a server process on PGlite (on disk, as `npm start`) and on PostgreSQL, with
-// an empty handler over the same TLS setup as the ceiling. Prints figures; it
-// asserts nothing. Environment: BENCH_AGENTS (200), BENCH_SECONDS (10),
-// BENCH_DATABASE_URL (the local PostgreSQL; "" skips it).
-import * as grpc from "@grpc/grpc-js";
-import { fork } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// Heartbeat benchmark (issue 8): prints figures, asserts nothing.
+//
+// An independent load generator (test/bench/loadgen, grpc-go + crypto/tls, one
+// process; every simulated agent has its own Ed25519 key, ephemeral
+// self-signed certificate, source address in 127.0.1.0/24 and persistent
+// connection) against each target, every target its own process:
+//
+//   ceiling   test/bench/bench-server.js empty: the same TLS listener and gRPC
+//             stack with a handler that does nothing (no database)
+//   pglite    the real `bmaas-server` binary on PGlite on disk (`npm start`'s default)
+//   postgres  the real binary on PostgreSQL: a fresh database per run, dropped after
+//
+// Machines are registered before a server starts, by bulk SQL. Scenarios:
+//
+//   b2b        BENCH_AGENTS agents back to back for BENCH_SECONDS: heartbeats/s,
+//              ratio to the ceiling, p50/p99, errors by code
+//   fleet      BENCH_FLEET agents connect (time until all were served), then offer
+//              BENCH_RATE heartbeats/s open loop for BENCH_STEADY_SECONDS:
+//              p50/p99, errors by code, server RSS (max during the steady phase, peak)
+//   reconnect  after the fleet's steady phase: SIGTERM the server, start it
+//              again on the same database and port; time until every agent was
+//              served again (from the new server's "listening", and from the
+//              old one's exit), agents never served again (database targets)
+//   overload   the server with --heartbeat-budget BENCH_BUDGET, the fleet
+//              offering 2 × budget open loop: OK/s, p99 of OK, counts by code,
+//              p99 of the refused ones, how many carried grpc-retry-pushback-ms
+//   large      PostgreSQL only: BENCH_LARGE_MACHINES machines (the fleet's and
+//              the rest with keys and recent heartbeats), then b2b and fleet
+//              (without reconnect) again, as ratios to the 10,000-machine figures
+//
+// Environment (defaults in brackets):
+//   BENCH_ONLY            targets to run, comma-separated [ceiling,pglite,postgres]
+//   BENCH_SCENARIOS       [b2b,fleet,reconnect,overload,large]
+//   BENCH_AGENTS          agents of the back-to-back scenario [200]
+//   BENCH_SECONDS         length of the back-to-back scenario [10]
+//   BENCH_FLEET           agents of fleet, reconnect, overload and large [10000]
+//   BENCH_RATE            heartbeats/s the fleet offers [1000]
+//   BENCH_STEADY_SECONDS  steady phase after all have connected [60]
+//   BENCH_BUDGET          --heartbeat-budget of the overload scenario; 2× is offered [1000]
+//   BENCH_OVERLOAD_SECONDS length of the overload phase [30]
+//   BENCH_LARGE           1 runs the large-database scenario, 0 skips it [1]
+//   BENCH_LARGE_MACHINES  machines in the large database [1000000]
+//   BENCH_DATABASE_URL    PostgreSQL to create databases in [postgres://postgres@127.0.0.1:5432/test]
+//   BENCH_DEADLINE_MS     per-call deadline of the agents [5000]
+//   BENCH_GIVEUP_SECONDS  (re)connect: an agent not served by then failed for good [60]
+//   BENCH_DIAL_CONCURRENCY agents connecting at once [1000]
+//   BENCH_TLS_RESUME      1: agents may resume TLS sessions on reconnect [0]
+//   BENCH_NEW_FLAGS       0: leave out --agent-max-connections[-per-ip] and
+//                         --heartbeat-budget, for a server without them [1]
+//   BENCH_SERVER_ARGS     more bmaas-server flags, space-separated [none]
+//   BENCH_JSON            also write every raw figure to this file [none]
+//
+// Needs Go and Debian's grpc-go sources (golang-go golang-google-grpc-dev
+// golang-google-protobuf-dev): the load generator is built in GOPATH mode. The
+// server and the load generator each hold a socket per agent, so each needs an
+// open-file limit above BENCH_FLEET (+ margin); children are started with their
+// soft limit raised to the hard one.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { sql } from "kysely";
 import pg from "pg";
-import { AgentCallback } from "../../gen/cloud/bmaas/server/api/agent_pb.js";
-import { createAgentCertificate, createDevPki, generateAgentKey, rawEd25519PublicKey } from "../../lib/certs.js";
-import { createClient } from "../../lib/grpc-adapter.js";
-import type { BenchReply, BenchRequest } from "./bench-server.js";
+import { openBmdb } from "../../bmdb/index.js";
+import { loadOrCreateDevCerts } from "../../lib/certs.js";
 
 process.noDeprecation = true;
-const AGENTS = Number(process.env.BENCH_AGENTS ?? 200);
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
-interface Result {
-  target: string;
-  ok: number;
-  errors: number;
-  seconds: number;
-  latenciesMs: number[];
-  rssBytes: number;
-  retried: number;
-}
+// ---------------------------------------------------------------- settings
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
+const num = (name: string, dflt: number): number => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v}: want a non-negative number`);
+  return n;
+};
+const list = (name: string, all: string[]): Set<string> => {
+  const v = process.env[name];
+  if (!v) return new Set(all);
+  const items = v.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = items.filter((i) => !all.includes(i));
+  if (bad.length) throw new Error(`${name}: unknown ${bad.join(", ")} (choose from ${all.join(",")})`);
+  return new Set(items);
+};
 
-async function runTarget(
-  target: string,
-  mode: string,
-  url: string,
-  pki: { cert: string; key: string; ca: string },
-  agents: { publicKey: string; credentials: grpc.ChannelCredentials }[],
-): Promise<Result> {
-  const child = fork(join(import.meta.dirname, "bench-server.js"), [mode, url, JSON.stringify(pki)], { stdio: "inherit" });
-  const replies: BenchReply[] = [];
-  const waiters: ((r: BenchReply) => void)[] = [];
-  child.on("message", (m: BenchReply) => {
-    const w = waiters.shift();
-    if (w) w(m);
-    else replies.push(m);
-  });
-  const next = () => new Promise<BenchReply>((r) => (replies.length ? r(replies.shift()!) : waiters.push(r)));
-  const ask = (m: BenchRequest) => (child.send(m), next());
+const S = {
+  only: list("BENCH_ONLY", ["ceiling", "pglite", "postgres"]),
+  scenarios: list("BENCH_SCENARIOS", ["b2b", "fleet", "reconnect", "overload", "large"]),
+  agents: num("BENCH_AGENTS", 200),
+  seconds: num("BENCH_SECONDS", 10),
+  fleet: num("BENCH_FLEET", 10_000),
+  rate: num("BENCH_RATE", 1000),
+  steadySeconds: num("BENCH_STEADY_SECONDS", 60),
+  budget: num("BENCH_BUDGET", 1000),
+  overloadSeconds: num("BENCH_OVERLOAD_SECONDS", 30),
+  large: num("BENCH_LARGE", 1) !== 0,
+  largeMachines: num("BENCH_LARGE_MACHINES", 1_000_000),
+  pgUrl: process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test",
+  deadlineMs: num("BENCH_DEADLINE_MS", 5000),
+  giveupSeconds: num("BENCH_GIVEUP_SECONDS", 60),
+  dialConcurrency: num("BENCH_DIAL_CONCURRENCY", 1000),
+  tlsResume: num("BENCH_TLS_RESUME", 0) !== 0,
+  newFlags: num("BENCH_NEW_FLAGS", 1) !== 0,
+  serverArgs: (process.env.BENCH_SERVER_ARGS ?? "").split(/\s+/).filter(Boolean),
+  json: process.env.BENCH_JSON,
+};
+if (!S.scenarios.has("large")) S.large = false;
 
-  const ready = await next();
-  if (ready.kind !== "ready") throw new Error("bench server did not start");
-  let machineIds = agents.map(() => "00000000-0000-4000-8000-000000000000");
-  if (mode !== "empty") {
-    const reg = await ask({ kind: "register", publicKeys: agents.map((a) => a.publicKey) });
-    if (reg.kind !== "registered") throw new Error("registration failed");
-    machineIds = reg.machineIds;
+const REPO = resolve(import.meta.dirname, "../../..");
+const DIST = resolve(import.meta.dirname, "../..");
+const SERVER_JS = join(DIST, "cmd", "bmaas-server.js");
+const CEILING_JS = join(DIST, "test", "bench", "bench-server.js");
+const LOADGEN_SRC = join(REPO, "test", "bench", "loadgen");
+const GOPATH = process.env.BMAAS_GOPATH ?? "/usr/share/gocode";
+
+const log = (s: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const out = (s: string) => process.stdout.write(s + "\n");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------- cleanup
+
+const cleanups: (() => Promise<void> | void)[] = [];
+const children = new Set<ChildProcess>();
+async function cleanup(): Promise<void> {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  for (const f of cleanups.splice(0).reverse()) {
+    try {
+      await f();
+    } catch (e) {
+      log(`cleanup: ${(e as Error).message}`);
+    }
   }
-  const clients = agents.map((a) =>
-    createClient(AgentCallback, ready.address, a.credentials, { "grpc.use_local_subchannel_pool": 1, "grpc.ssl_target_name_override": "localhost" }),
-  );
-  // Connect everyone (and warm up) before measuring.
-  await Promise.all(clients.map((c, i) => c.heartbeat({ machineId: machineIds[i]! }).catch(() => {})));
+}
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    log(`${sig}: cleaning up`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
 
-  const latencies: number[] = [];
-  let ok = 0;
-  let errors = 0;
-  const start = performance.now();
-  const end = start + SECONDS * 1000;
-  await Promise.all(
-    clients.map(async (c, i) => {
-      while (performance.now() < end) {
-        const t0 = performance.now();
+// ---------------------------------------------------------------- file descriptors
+
+function fdLimits(): { soft: number; hard: number } {
+  const get = (flag: string) => {
+    const v = execFileSync("bash", ["-c", `ulimit ${flag}`], { encoding: "utf8" }).trim();
+    return v === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(v);
+  };
+  return { soft: get("-Sn"), hard: get("-Hn") };
+}
+
+/** Runs cmd with its open-file soft limit raised to `nofile` (≤ the hard limit). */
+function spawnWithFds(nofile: number, cmd: string, args: string[], stdio: ("pipe" | "ignore" | "ipc")[]): ChildProcess {
+  const child = spawn("bash", ["-c", 'ulimit -n "$0" && exec "$@"', String(nofile), cmd, ...args], { stdio, cwd: REPO });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+  return child;
+}
+
+// ---------------------------------------------------------------- load generator
+
+function buildLoadgen(work: string): string {
+  const binary = join(work, "loadgen");
+  try {
+    execFileSync("go", ["build", "-o", binary, "."], {
+      cwd: LOADGEN_SRC,
+      env: { ...process.env, GO111MODULE: "off", GOPATH, GOCACHE: join(tmpdir(), "bmaas-bench-gocache"), GOFLAGS: "" },
+      stdio: "pipe",
+    });
+  } catch (e) {
+    const err = e as { stderr?: Buffer; message: string };
+    throw new Error(
+      `cannot build the load generator (needs golang-go golang-google-grpc-dev golang-google-protobuf-dev): ${err.stderr?.toString() || err.message}`,
+    );
+  }
+  return binary;
+}
+
+interface Latency {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+interface Phase {
+  seconds: number;
+  calls: number;
+  ok: number;
+  codes: Record<string, number>;
+  ok_per_s: number;
+  calls_per_s: number;
+  latency_ok_ms: Latency;
+  latency_failed_ms: Latency;
+  latency_failed_by_code_ms: Record<string, Latency>;
+  pushback: number;
+  pushback_ms: Latency;
+  agents_served: number;
+  all_served_s?: number;
+  agent_served_ms?: Latency;
+  failed_for_good?: number;
+  last_served_unix_ms?: number;
+  start_unix_ms: number;
+}
+interface LoadgenOutput {
+  mode: string;
+  agents: number;
+  prepare_s: number;
+  connect: Phase;
+  run?: Phase;
+  reconnect?: Phase;
+  agents_served_ever: number;
+  pushback_total: number;
+}
+type LoadgenEvent = { event: string; unix_ms: number } & Record<string, unknown>;
+
+interface Loadgen {
+  child: ChildProcess;
+  done: Promise<LoadgenOutput>;
+}
+
+let loadgenBinary = "";
+let agentsFile = "";
+let nofile = 0;
+
+function startLoadgen(address: string, mode: string, args: string[], onEvent: (e: LoadgenEvent, lg: ChildProcess) => void): Loadgen {
+  const all = [
+    "-addr",
+    address,
+    "-agents",
+    agentsFile,
+    "-mode",
+    mode,
+    "-deadline",
+    `${S.deadlineMs}ms`,
+    "-giveup",
+    `${S.giveupSeconds}s`,
+    "-dial-concurrency",
+    String(S.dialConcurrency),
+    ...(S.tlsResume ? ["-tls-resume"] : []),
+    ...args,
+  ];
+  const child = spawnWithFds(nofile, loadgenBinary, all, ["pipe", "pipe", "pipe"]);
+  let stdout = "";
+  const stderr: string[] = [];
+  child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+  createInterface({ input: child.stderr! }).on("line", (line) => {
+    if (line.startsWith("{")) {
+      try {
+        const e = JSON.parse(line) as LoadgenEvent;
+        if (e.event) {
+          onEvent(e, child);
+          return;
+        }
+      } catch {
+        // not an event
+      }
+    }
+    stderr.push(line);
+    if (stderr.length > 50) stderr.shift();
+  });
+  const done = new Promise<LoadgenOutput>((resolveDone, reject) => {
+    child.once("exit", (code, signal) => {
+      const text = stdout.trim();
+      if (code === 0 && text) {
         try {
-          await c.heartbeat({ machineId: machineIds[i]! });
-          ok++;
-          latencies.push(performance.now() - t0);
+          resolveDone(JSON.parse(text) as LoadgenOutput);
+          return;
         } catch {
-          errors++;
+          // fall through
         }
       }
-    }),
-  );
-  const seconds = (performance.now() - start) / 1000;
-  const rss = await ask({ kind: "rss" });
-  const stats = await ask({ kind: "stats" });
-  clients.forEach((c) => c.close());
-  child.kill("SIGKILL");
-  latencies.sort((a, b) => a - b);
-  return {
-    target,
-    ok,
-    errors,
-    seconds,
-    latenciesMs: latencies,
-    rssBytes: rss.kind === "rss" ? rss.rss : NaN,
-    retried: stats.kind === "stats" ? stats.retried : 0,
-  };
+      reject(new Error(`load generator exited with ${signal ?? code}:\n${stderr.join("\n")}`));
+    });
+  });
+  return { child, done };
 }
 
-async function postgresDatabase(): Promise<{ url: string; drop: () => Promise<void> } | undefined> {
-  if (!PG_URL) return undefined;
+// ---------------------------------------------------------------- agents and databases
+
+interface Fleet {
+  ids: string[];
+  keysHex: string[];
+}
+
+function makeFleet(n: number, file: string): Fleet {
+  const ids: string[] = [];
+  const keysHex: string[] = [];
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+    const id = randomUUID();
+    ids.push(id);
+    keysHex.push(Buffer.from(jwk.x!, "base64url").toString("hex"));
+    lines.push(`${id} ${Buffer.from(jwk.d!, "base64url").toString("hex")}`);
+  }
+  writeFileSync(file, lines.join("\n") + "\n");
+  return { ids, keysHex };
+}
+
+/**
+ * Creates the schema (bmdb's migrations) and registers the fleet's machines
+ * with their agents' keys; with filler > 0, first that many more machines with
+ * agents and recent heartbeats, as a large fleet has.
+ */
+async function registerMachines(url: string, fleet: Fleet, filler = 0): Promise<void> {
+  const t0 = performance.now();
+  const bmdb = await openBmdb(url);
+  try {
+    const db = bmdb.db;
+    if (filler > 0) {
+      await sql`insert into machines (machine_id, created_at)
+        select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${filler}::int)`.execute(db);
+      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea) from machines`.execute(db);
+      await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
+        select machine_id, now() - random() * interval '30 seconds' from machine_agent_started`.execute(db);
+    }
+    const chunk = 10_000;
+    for (let i = 0; i < fleet.ids.length; i += chunk) {
+      const ids = fleet.ids.slice(i, i + chunk);
+      const keys = fleet.keysHex.slice(i, i + chunk);
+      await sql`insert into machines (machine_id) select unnest(${ids}::uuid[])`.execute(db);
+      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+        select id, now(), decode(k, 'hex') from unnest(${ids}::uuid[], ${keys}::text[]) as t(id, k)`.execute(db);
+    }
+    await sql`analyze`.execute(db);
+  } finally {
+    await bmdb.close();
+  }
+  log(`registered ${fleet.ids.length + filler} machines in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+async function createPostgresDatabase(): Promise<string> {
   const name = `bmaas_bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
+  const admin = new pg.Client({ connectionString: S.pgUrl });
+  await admin.connect();
   try {
-    await admin.connect();
     await admin.query(`create database ${name}`);
-  } catch (e) {
-    process.stderr.write(`skipping PostgreSQL: ${(e as Error).message}\n`);
-    return undefined;
   } finally {
-    await admin.end().catch(() => {});
+    await admin.end();
   }
-  const u = new URL(PG_URL);
-  u.pathname = `/${name}`;
-  return {
-    url: u.toString(),
-    drop: async () => {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: S.pgUrl });
+    await c.connect();
+    try {
       await c.query(`drop database if exists ${name} with (force)`);
+    } finally {
       await c.end();
-    },
-  };
+    }
+  });
+  const u = new URL(S.pgUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
 }
 
-async function main(): Promise<void> {
-  const dev = await createDevPki();
-  const pki = { cert: dev.server.cert, key: dev.server.key, ca: dev.ca.cert };
-  process.stdout.write(`preparing ${AGENTS} agents (keys + ephemeral certificates)…\n`);
-  const agents = await Promise.all(
-    Array.from({ length: AGENTS }, async () => {
-      const key = generateAgentKey();
-      const cert = await createAgentCertificate(key);
-      return {
-        publicKey: Buffer.from(rawEd25519PublicKey(key)).toString("hex"),
-        credentials: grpc.credentials.createSsl(Buffer.from(pki.ca), Buffer.from(cert.key), Buffer.from(cert.cert)),
-      };
-    }),
-  );
+// ---------------------------------------------------------------- server processes
 
-  const results: Result[] = [];
-  results.push(await runTarget("empty handler (ceiling)", "empty", "", pki, agents));
-  const dir = mkdtempSync(join(tmpdir(), "bmaas-bench-"));
-  try {
-    results.push(await runTarget("PGlite on disk", "bmdb", join(dir, "db"), pki, agents));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+interface RssSample {
+  t: number;
+  rss: number;
+}
+
+class ServerProcess {
+  readonly samples: RssSample[] = [];
+  readonly stderr: string[] = [];
+  #sampler: NodeJS.Timeout | undefined;
+  exitedAt = 0;
+  readonly exited: Promise<void>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly label: string,
+  ) {
+    this.exited = new Promise((r) =>
+      child.once("exit", () => {
+        this.exitedAt = Date.now();
+        r();
+      }),
+    );
+    child.stderr?.on("data", (d: Buffer) => {
+      this.stderr.push(d.toString());
+      if (this.stderr.length > 100) this.stderr.shift();
+    });
   }
-  const pgdb = await postgresDatabase();
-  if (pgdb) {
+
+  publicAddress = "";
+  metricsAddress = "";
+  listeningAt = 0;
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** The real bmaas-server binary on the given database. */
+  static async bmaas(label: string, url: string, certsDir: string, publicListen: string, extra: string[]): Promise<ServerProcess> {
+    const args = [
+      SERVER_JS,
+      "--dev-certs",
+      certsDir,
+      "--database-url",
+      url,
+      "--public-listen",
+      publicListen,
+      "--internal-listen",
+      "127.0.0.1:0",
+      "--metrics-listen",
+      "127.0.0.1:0",
+      "--log-level",
+      "info",
+      ...(S.newFlags ? ["--agent-max-connections-per-ip", "100000", "--agent-max-connections", "100000"] : []),
+      ...extra,
+      ...S.serverArgs,
+    ];
+    const child = spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe"]);
+    const p = new ServerProcess(child, label);
+    const listening = new Promise<void>((r) => {
+      createInterface({ input: child.stdout! }).on("line", (line) => {
+        if (!line.startsWith("{")) return;
+        try {
+          const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string };
+          if (m.msg === "listening" && m.public) {
+            p.publicAddress = m.public;
+            p.metricsAddress = m.metrics ?? "";
+            p.listeningAt = Date.now();
+            r();
+          }
+        } catch {
+          // a log line we do not need
+        }
+      });
+    });
+    await p.#ready(listening);
+    return p;
+  }
+
+  /** The empty-handler ceiling: test/bench/bench-server.js empty '<pki json>'. */
+  static async ceiling(pki: { cert: string; key: string; ca: string }): Promise<ServerProcess> {
+    const child = spawnWithFds(nofile, process.execPath, [CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "ignore", "pipe", "ipc"]);
+    const p = new ServerProcess(child, "ceiling");
+    const ready = new Promise<void>((r) => {
+      child.on("message", (m: { kind?: string; address?: string }) => {
+        if (m.kind === "ready" && m.address) {
+          p.publicAddress = m.address;
+          p.listeningAt = Date.now();
+          r();
+        }
+      });
+    });
+    await p.#ready(ready);
+    return p;
+  }
+
+  async #ready(ready: Promise<void>): Promise<void> {
+    const failed = this.exited.then(() => {
+      throw new Error(`${this.label} server exited before it was ready:\n${this.stderr.join("").trim()}`);
+    });
+    const timeout = sleep(180_000).then(() => {
+      throw new Error(`${this.label} server not ready after 180 s:\n${this.stderr.join("").trim()}`);
+    });
+    await Promise.race([ready, failed, timeout]);
+    this.#sampler = setInterval(() => {
+      const rss = this.status("VmRSS");
+      if (rss) this.samples.push({ t: Date.now(), rss });
+    }, 250);
+  }
+
+  /** A field of /proc/PID/status in bytes (VmRSS, VmHWM), 0 once gone. */
+  status(field: string): number {
     try {
-      results.push(await runTarget("PostgreSQL", "bmdb", pgdb.url, pki, agents));
-    } finally {
-      await pgdb.drop();
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${this.pid}/status`, "utf8"));
+      return m ? Number(m[1]) * 1024 : 0;
+    } catch {
+      return 0;
     }
   }
 
-  const ceiling = results[0]!.ok / results[0]!.seconds;
-  const rows = results.map((r) => {
-    const rate = r.ok / r.seconds;
-    return [
-      r.target,
-      rate.toFixed(0),
-      (rate / ceiling).toFixed(2),
-      percentile(r.latenciesMs, 50).toFixed(1),
-      percentile(r.latenciesMs, 99).toFixed(1),
-      String(r.errors),
-      String(r.retried),
-      (r.rssBytes / 2 ** 20).toFixed(0),
-    ];
-  });
-  const head = ["target", "heartbeats/s", "vs empty", "p50 ms", "p99 ms", "errors", "tx retries", "server RSS MiB"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  process.stdout.write(`\n${AGENTS} agents, ${SECONDS}s each, every process on this machine's ${(await import("node:os")).cpus().length} cores\n`);
-  process.stdout.write(line(head) + "\n" + rows.map(line).join("\n") + "\n");
+  maxRss(from: number, to: number): number {
+    return Math.max(0, ...this.samples.filter((s) => s.t >= from && s.t <= to).map((s) => s.rss));
+  }
+
+  /** Counter values from /metrics, keyed by name{labels}. */
+  async metrics(): Promise<Map<string, number>> {
+    const m = new Map<string, number>();
+    if (!this.metricsAddress) return m;
+    try {
+      const text = await (await fetch(`http://${this.metricsAddress}/metrics`, { signal: AbortSignal.timeout(30_000) })).text();
+      for (const line of text.split("\n")) {
+        if (!line || line.startsWith("#")) continue;
+        const i = line.lastIndexOf(" ");
+        m.set(line.slice(0, i), Number(line.slice(i + 1)));
+      }
+    } catch (e) {
+      log(`${this.label}: metrics unavailable (${(e as Error).message})`);
+    }
+    return m;
+  }
+
+  /** Stops the server (SIGTERM, SIGKILL after killAfterMs); the ms it took to exit. */
+  #stopping: Promise<number> | undefined;
+  stop(killAfterMs = 60_000): Promise<number> {
+    return (this.#stopping ??= this.#stop(killAfterMs));
+  }
+
+  async #stop(killAfterMs: number): Promise<number> {
+    clearInterval(this.#sampler);
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return 0;
+    const t0 = Date.now();
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      log(`${this.label}: still running ${killAfterMs / 1000} s after SIGTERM, killing it`);
+      this.child.kill("SIGKILL");
+    }, killAfterMs);
+    await this.exited;
+    clearTimeout(timer);
+    return Date.now() - t0;
+  }
 }
 
-await main();
+interface Counters {
+  txExecuted: number;
+  txRetried: number;
+  txFailed: number;
+  txRejected: number;
+  serverCounted: Record<string, number>;
+}
+
+function counters(before: Map<string, number>, after: Map<string, number>): Counters | undefined {
+  if (after.size === 0) return undefined;
+  const d = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  const serverCounted: Record<string, number> = {};
+  for (const k of after.keys()) {
+    const m = /^bmaas_agent_heartbeats_total\{code="([A-Z_]+)"\}$/.exec(k);
+    if (m && d(k) > 0) serverCounted[m[1]!] = d(k);
+  }
+  return {
+    txExecuted: d("bmdb_transaction_executed"),
+    txRetried: d("bmdb_transaction_retried"),
+    txFailed: d("bmdb_transaction_failed"),
+    txRejected: d("bmdb_transaction_rejected"),
+    serverCounted,
+  };
+}
+
+// ---------------------------------------------------------------- targets and scenarios
+
+interface Target {
+  key: "ceiling" | "pglite" | "postgres";
+  label: string;
+  /** Starts a server (on the given port, 0 for any) with more flags. */
+  start(port: number, extra: string[]): Promise<ServerProcess>;
+}
+
+interface B2bResult {
+  out: LoadgenOutput;
+  run: Phase;
+  counters?: Counters;
+  rssMax: number;
+  hwm: number;
+}
+interface FleetResult {
+  out: LoadgenOutput;
+  steady: Phase;
+  counters?: Counters;
+  rssSteadyMax: number;
+  rssAfterConnect: number;
+  hwm: number;
+  reconnect?: { phase: Phase; fromListeningS?: number; fromExitS?: number; shutdownMs: number; restartMs: number; counters?: Counters };
+}
+interface TargetResults {
+  target: string;
+  b2b?: B2bResult;
+  fleet?: FleetResult;
+  overload?: FleetResult;
+  largeB2b?: B2bResult;
+  largeFleet?: FleetResult;
+  errors: string[];
+}
+
+async function runB2b(target: Target, start: () => Promise<ServerProcess>): Promise<B2bResult> {
+  const server = await start();
+  try {
+    let before = new Map<string, number>();
+    let after: Promise<Map<string, number>> | undefined;
+    let connectedAt = 0;
+    let rssMax = 0;
+    let hwm = 0;
+    const runDone = () => {
+      rssMax = server.maxRss(connectedAt, Date.now());
+      hwm = server.status("VmHWM");
+      after = server.metrics();
+    };
+    const lg = startLoadgen(server.publicAddress, "b2b", ["-n", String(S.agents), "-duration", `${S.seconds}s`], (e) => {
+      if (e.event === "connected") {
+        connectedAt = Date.now();
+        void server.metrics().then((m) => (before = m));
+      } else if (e.event === "run-done") {
+        runDone();
+      }
+    });
+    const out = await lg.done;
+    if (!after) runDone();
+    return { out, run: out.run!, counters: counters(before, await after!), rssMax, hwm };
+  } finally {
+    await server.stop();
+    log(`${target.label}: b2b done`);
+  }
+}
+
+/** Connects the fleet, offers `rate` open loop for `seconds`; optionally then restarts the server and times the reconnection. */
+async function runFleet(
+  target: Target,
+  start: (port: number) => Promise<ServerProcess>,
+  rate: number,
+  seconds: number,
+  reconnect: boolean,
+): Promise<FleetResult> {
+  const server = await start(0);
+  const port = Number(server.publicAddress.slice(server.publicAddress.lastIndexOf(":") + 1));
+  let before = new Map<string, number>();
+  let after: Promise<Map<string, number>> | undefined;
+  let connectedAt = 0;
+  let rssAfterConnect = 0;
+  let rssSteadyMax = 0;
+  let hwm = 0;
+  let restart: Promise<{ shutdownMs: number; restartMs: number; server: ServerProcess }> | undefined;
+  const steadyDone = () => {
+    const now = Date.now();
+    rssSteadyMax = server.maxRss(connectedAt, now);
+    hwm = server.status("VmHWM");
+    after = server.metrics();
+  };
+  const lg = startLoadgen(
+    server.publicAddress,
+    "open",
+    ["-n", String(S.fleet), "-rate", String(rate), "-duration", `${seconds}s`, ...(reconnect ? ["-reconnect"] : [])],
+    (e, child) => {
+      if (e.event === "connected") {
+        connectedAt = Date.now();
+        rssAfterConnect = server.status("VmRSS");
+        log(`${target.label}: fleet connected (${String(e.failed_for_good)} failed for good); ${seconds} s at ${rate}/s`);
+        void server.metrics().then((m) => (before = m));
+      } else if (e.event === "run-done") {
+        steadyDone();
+        if (!reconnect) return;
+        // Scrape first, then restart. The agents start their storm when told
+        // the old server is gone, and hammer the port while the new one starts.
+        restart = (async () => {
+          await after;
+          const shutdownMs = await server.stop();
+          log(`${target.label}: server stopped in ${(shutdownMs / 1000).toFixed(1)} s; restarting on port ${port}`);
+          child.stdin!.write("go\n");
+          const t0 = Date.now();
+          const next = await start(port);
+          return { shutdownMs, restartMs: Date.now() - t0, server: next };
+        })();
+        restart.catch((e: Error) => {
+          log(`${target.label}: restart failed: ${e.message}`);
+          child.kill("SIGKILL");
+        });
+      }
+    },
+  );
+  try {
+    const out = await lg.done;
+    if (!after) steadyDone();
+    const result: FleetResult = {
+      out,
+      steady: out.run!,
+      counters: counters(before, await after!),
+      rssSteadyMax,
+      rssAfterConnect,
+      hwm,
+    };
+    if (restart && out.reconnect) {
+      const r = await restart;
+      const last = out.reconnect.last_served_unix_ms;
+      const allServed = out.reconnect.failed_for_good === 0 && last !== undefined;
+      result.reconnect = {
+        phase: out.reconnect,
+        fromListeningS: allServed ? Math.max(0, last - r.server.listeningAt) / 1000 : undefined,
+        fromExitS: allServed ? out.reconnect.all_served_s : undefined,
+        shutdownMs: r.shutdownMs,
+        restartMs: r.restartMs,
+        counters: counters(new Map(), await r.server.metrics()),
+      };
+    }
+    return result;
+  } finally {
+    await server.stop();
+    if (restart) await restart.then((r) => r.server.stop()).catch(() => {});
+    log(`${target.label}: fleet done`);
+  }
+}
+
+// ---------------------------------------------------------------- printing
+
+const fmt = (v: number | undefined, digits = 0): string =>
+  v === undefined || !Number.isFinite(v) ? "–" : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const ms = (v: number | undefined) => (v === undefined ? "–" : v < 10 ? fmt(v, 2) : v < 100 ? fmt(v, 1) : fmt(v));
+const mib = (b: number | undefined) => (b ? `${fmt(b / 2 ** 20)} MiB` : "–");
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || !b ? "–" : `${(a / b).toFixed(2)}×`);
+function codes(p: Phase | undefined, withOk = false): string {
+  if (!p) return "–";
+  const e = Object.entries(p.codes).filter(([c]) => withOk || c !== "OK");
+  return e.length ? e.map(([c, n]) => `${c} ${fmt(n)}`).join(", ") : "none";
+}
+const errorCount = (p: Phase | undefined) => (p ? Object.entries(p.codes).reduce((s, [c, n]) => (c === "OK" ? s : s + n), 0) : undefined);
+
+function table(head: string[], rows: string[][], markdown: boolean): string {
+  if (markdown) {
+    const esc = (c: string) => c.replace(/\|/g, "\\|");
+    return [head, head.map(() => "---"), ...rows].map((r) => `| ${r.map(esc).join(" | ")} |`).join("\n");
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+const notes = (...parts: string[]) => parts.filter(Boolean).join("; ");
+const load = () => `load average ${loadavg().map((l) => l.toFixed(1)).join(" ")}`;
+
+function txText(c: Counters | undefined): string {
+  if (!c) return "";
+  const counted = Object.entries(c.serverCounted)
+    .map(([k, n]) => `${k} ${fmt(n)}`)
+    .join(", ");
+  return `tx ${fmt(c.txExecuted)} committed, ${fmt(c.txRetried)} retried, ${fmt(c.txFailed)} failed; server counted: ${counted || "none"}`;
+}
+
+function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void {
+  const head = ["scenario", "OK/s", "× ceiling", "p50 ms", "p99 ms", "max ms", "errors by code"];
+  const rows: string[][] = [];
+  const cb = ceiling?.b2b?.run.ok_per_s;
+  const isCeiling = r === ceiling;
+  const b2bRow = (label: string, b: B2bResult, ref: number | undefined, refLabel: string) => {
+    rows.push([
+      label,
+      fmt(b.run.ok_per_s),
+      isCeiling ? "1.00×" : ratio(b.run.ok_per_s, ref) + refLabel,
+      ms(b.run.latency_ok_ms.p50),
+      ms(b.run.latency_ok_ms.p99),
+      ms(b.run.latency_ok_ms.max),
+      codes(b.run),
+      notes(`connect ${fmt(b.out.connect.all_served_s, 1)} s`, `RSS max ${mib(b.rssMax)}`, txText(b.counters)),
+    ]);
+  };
+  const fleetRows = (label: string, f: FleetResult, rate: number, refConnect: number | undefined) => {
+    const c = f.out.connect;
+    rows.push([
+      `${label}: connect ${fmt(S.fleet)}`,
+      "",
+      isCeiling || refConnect === undefined || c.all_served_s === undefined ? "" : `${ratio(c.all_served_s, refConnect)} time`,
+      ms(c.agent_served_ms?.p50),
+      ms(c.agent_served_ms?.p99),
+      ms(c.agent_served_ms?.max),
+      codes(c),
+      notes(
+        c.failed_for_good ? `NOT ALL SERVED: ${fmt(c.failed_for_good)} failed for good after ${S.giveupSeconds} s` : `all served in ${fmt(c.all_served_s, 1)} s`,
+        "p50/p99/max: when each agent was first served",
+        `RSS then ${mib(f.rssAfterConnect)}`,
+      ),
+    ]);
+    rows.push([
+      `${label}: steady ${fmt(rate)}/s offered`,
+      fmt(f.steady.ok_per_s),
+      "",
+      ms(f.steady.latency_ok_ms.p50),
+      ms(f.steady.latency_ok_ms.p99),
+      ms(f.steady.latency_ok_ms.max),
+      codes(f.steady),
+      notes(
+        `RSS steady max ${mib(f.rssSteadyMax)}, peak ${mib(f.hwm)}`,
+        f.steady.latency_failed_ms.count ? `failed calls p99 ${ms(f.steady.latency_failed_ms.p99)} ms` : "",
+        f.steady.pushback ? `pushback ${fmt(f.steady.pushback)}` : "",
+        txText(f.counters),
+      ),
+    ]);
+    if (f.reconnect) {
+      const rc = f.reconnect;
+      rows.push([
+        `${label}: reconnect storm`,
+        "",
+        "",
+        ms(rc.phase.agent_served_ms?.p50),
+        ms(rc.phase.agent_served_ms?.p99),
+        ms(rc.phase.agent_served_ms?.max),
+        codes(rc.phase),
+        rc.phase.failed_for_good
+          ? `NOT ALL SERVED: ${fmt(rc.phase.failed_for_good)} failed for good after ${S.giveupSeconds} s`
+          : `all served ${fmt(rc.fromListeningS, 1)} s after the new server listened (${fmt(rc.fromExitS, 1)} s after the old one exited); shutdown ${fmt(rc.shutdownMs / 1000, 1)} s, start ${fmt(rc.restartMs / 1000, 1)} s`,
+      ]);
+    }
+  };
+  if (r.b2b) b2bRow(`b2b ${S.agents} agents`, r.b2b, cb, "");
+  if (r.fleet) fleetRows("fleet", r.fleet, S.rate, ceiling?.fleet?.out.connect.all_served_s);
+  if (r.overload) {
+    const o = r.overload.steady;
+    const refused = Object.entries(o.latency_failed_by_code_ms)
+      .map(([c, l]) => `${c} p99 ${ms(l.p99)} ms`)
+      .join(", ");
+    rows.push([
+      `overload ${fmt(2 * S.budget)}/s offered, budget ${fmt(S.budget)}`,
+      fmt(o.ok_per_s),
+      `${ratio(o.ok_per_s, S.budget)} budget`,
+      ms(o.latency_ok_ms.p50),
+      ms(o.latency_ok_ms.p99),
+      ms(o.latency_ok_ms.max),
+      codes(o),
+      notes(
+        `refused: ${refused || "none"}`,
+        `with pushback ${fmt(o.pushback)}`,
+        `connect ${r.overload.out.connect.failed_for_good ? `${fmt(r.overload.out.connect.failed_for_good)} failed for good` : `${fmt(r.overload.out.connect.all_served_s, 1)} s`}`,
+        `RSS steady max ${mib(r.overload.rssSteadyMax)}`,
+        txText(r.overload.counters),
+      ),
+    ]);
+  }
+  if (r.largeB2b) b2bRow(`large ${fmt(S.largeMachines)}: b2b ${S.agents} agents`, r.largeB2b, r.b2b?.run.ok_per_s, " of 10k");
+  if (r.largeFleet) fleetRows(`large ${fmt(S.largeMachines)}: fleet`, r.largeFleet, S.rate, r.fleet?.out.connect.all_served_s);
+  out(`\n## ${r.target} (${load()} at its end)\n`);
+  // The last cell of each row is its notes, printed under the table.
+  out(table(head, rows.map((row) => row.slice(0, -1)), false));
+  for (const row of rows) if (row.at(-1)) out(`  ${row[0]}: ${row.at(-1)}`);
+  for (const e of r.errors) out(`  ! ${e}`);
+}
+
+function printSummary(results: TargetResults[]): void {
+  const ceiling = results.find((r) => r.target === TARGET_LABELS.ceiling);
+  const pgr = results.find((r) => r.target === TARGET_LABELS.postgres);
+  const head = ["scenario", "figure", ...results.map((r) => r.target), "issue 8 target"];
+  const rows: string[][] = [];
+  const row = (scenario: string, figure: string, cell: (r: TargetResults) => string, goal: string) => rows.push([scenario, figure, ...results.map(cell), goal]);
+  const cb = ceiling?.b2b?.run.ok_per_s;
+  const b2b = `b2b, ${S.agents} agents`;
+  row(b2b, "heartbeats/s (× ceiling)", (r) => (r.b2b ? `${fmt(r.b2b.run.ok_per_s)} (${r === ceiling ? "1.00×" : ratio(r.b2b.run.ok_per_s, cb)})` : "–"), "≥ 0.8× PostgreSQL, ≥ 0.6× PGlite");
+  row(b2b, "p50 / p99 ms", (r) => (r.b2b ? `${ms(r.b2b.run.latency_ok_ms.p50)} / ${ms(r.b2b.run.latency_ok_ms.p99)}` : "–"), "");
+  row(b2b, "errors", (r) => (r.b2b ? codes(r.b2b.run) : "–"), "");
+  const fl = `${fmt(S.fleet)} agents, ${fmt(S.rate)}/s, ${S.steadySeconds} s`;
+  row(fl, "p50 / p99 ms", (r) => (r.fleet ? `${ms(r.fleet.steady.latency_ok_ms.p50)} / ${ms(r.fleet.steady.latency_ok_ms.p99)}` : "–"), "p99 < 50 ms");
+  row(fl, "OK/s; errors", (r) => (r.fleet ? `${fmt(r.fleet.steady.ok_per_s)}; ${codes(r.fleet.steady)}` : "–"), "0 errors");
+  row(fl, "server RSS steady max (peak)", (r) => (r.fleet ? `${mib(r.fleet.rssSteadyMax)} (${mib(r.fleet.hwm)})` : "–"), "< 1 GiB");
+  const conn = (p: Phase | undefined) =>
+    !p ? "–" : p.failed_for_good ? `> ${S.giveupSeconds} s: ${fmt(p.failed_for_good)} never served` : `${fmt(p.all_served_s, 1)} s`;
+  row(`connect ${fmt(S.fleet)} agents`, "until all served", (r) => conn(r.fleet?.out.connect), "< 20 s");
+  row(
+    `reconnect storm ${fmt(S.fleet)}`,
+    "from listening (from old exit)",
+    (r) =>
+      !r.fleet?.reconnect
+        ? "–"
+        : r.fleet.reconnect.phase.failed_for_good
+          ? `${fmt(r.fleet.reconnect.phase.failed_for_good)} failed for good`
+          : `${fmt(r.fleet.reconnect.fromListeningS, 1)} s (${fmt(r.fleet.reconnect.fromExitS, 1)} s)`,
+    "< 20 s, none failed for good",
+  );
+  const ov = `overload ${fmt(2 * S.budget)}/s, budget ${fmt(S.budget)}`;
+  row(ov, "OK/s; p99 of OK ms", (r) => (r.overload ? `${fmt(r.overload.steady.ok_per_s)}; ${ms(r.overload.steady.latency_ok_ms.p99)}` : "–"), `≈ ${fmt(S.budget)}/s; < 100 ms`);
+  row(
+    ov,
+    "refused: codes; p99 ms; with pushback",
+    (r) =>
+      r.overload
+        ? `${codes(r.overload.steady)}; ${r.overload.steady.latency_failed_ms.count ? ms(r.overload.steady.latency_failed_ms.p99) : "–"}; ${fmt(r.overload.steady.pushback)}`
+        : "–",
+    "fast, defined answer",
+  );
+  if (pgr?.largeB2b || pgr?.largeFleet) {
+    const lg = `large: ${fmt(S.largeMachines)} machines`;
+    row(lg, "b2b heartbeats/s (× 10k)", (r) => (r.largeB2b ? `${fmt(r.largeB2b.run.ok_per_s)} (${ratio(r.largeB2b.run.ok_per_s, r.b2b?.run.ok_per_s)})` : "–"), "≥ 0.9×");
+    row(lg, "b2b p99 ms (× 10k)", (r) => (r.largeB2b ? `${ms(r.largeB2b.run.latency_ok_ms.p99)} (${ratio(r.largeB2b.run.latency_ok_ms.p99, r.b2b?.run.latency_ok_ms.p99)})` : "–"), "≤ 1.1×");
+    row(
+      lg,
+      `${fmt(S.rate)}/s p99 ms (× 10k); errors`,
+      (r) =>
+        r.largeFleet
+          ? `${ms(r.largeFleet.steady.latency_ok_ms.p99)} (${ratio(r.largeFleet.steady.latency_ok_ms.p99, r.fleet?.steady.latency_ok_ms.p99)}); ${codes(r.largeFleet.steady)}`
+          : "–",
+      "≤ 1.1×",
+    );
+  }
+  const shown = rows.filter((r) => r.slice(2, 2 + results.length).some((c) => c !== "–"));
+  out(`\n## Summary (${cpus().length} cores, every process on this machine; ${new Date().toISOString().slice(0, 10)})\n`);
+  out(table(head, shown, true));
+}
+
+// ---------------------------------------------------------------- main
+
+const TARGET_LABELS = { ceiling: "ceiling (empty handler)", pglite: "PGlite on disk", postgres: "PostgreSQL" } as const;
+
+async function main(): Promise<void> {
+  for (const f of [SERVER_JS, CEILING_JS]) if (!existsSync(f)) throw new Error(`${f} is missing: run npm run build first`);
+  const fleetSize = Math.max(S.agents, S.fleet);
+  const limits = fdLimits();
+  nofile = Math.min(limits.hard, Math.max(limits.soft, fleetSize + 4096));
+  if (nofile < fleetSize + 1024) {
+    throw new Error(
+      `open-file limit too low: the server and the load generator each hold one socket per agent, so each needs more than ` +
+        `${fmt(fleetSize + 1024)} file descriptors, and the hard limit (ulimit -Hn) is ${fmt(limits.hard)}. ` +
+        `Raise it (e.g. ulimit -Hn 65536 as root, or LimitNOFILE), or lower BENCH_FLEET.`,
+    );
+  }
+
+  const work = mkdtempSync(join(tmpdir(), "bmaas-bench-"));
+  cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+  log("building the load generator (Go, GOPATH mode)");
+  loadgenBinary = buildLoadgen(work);
+  agentsFile = join(work, "agents.txt");
+  let t0 = performance.now();
+  const fleet = makeFleet(fleetSize, agentsFile);
+  log(`${fmt(fleetSize)} agent keys in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const certsDir = join(work, "certs");
+  const dev = await loadOrCreateDevCerts(certsDir);
+  const pki = { cert: dev.server.cert, key: dev.server.key, ca: dev.ca.cert };
+
+  const wantFleet = S.scenarios.has("fleet") || S.scenarios.has("reconnect");
+  const steady = S.scenarios.has("fleet") ? S.steadySeconds : 5;
+  const budgetFlag = S.newFlags ? ["--heartbeat-budget", String(S.budget)] : [];
+  out(
+    `# Heartbeat benchmark: ${[...S.only].join(", ")}; scenarios ${[...S.scenarios].join(", ")}\n` +
+      `b2b ${S.agents} agents × ${S.seconds} s; fleet ${fmt(S.fleet)} agents at ${fmt(S.rate)}/s for ${S.steadySeconds} s; ` +
+      `overload ${fmt(2 * S.budget)}/s against a budget of ${fmt(S.budget)} for ${S.overloadSeconds} s; per-call deadline ${S.deadlineMs} ms; ` +
+      `give-up ${S.giveupSeconds} s${S.newFlags ? "" : "; new server flags left out (BENCH_NEW_FLAGS=0)"}; ${load()} at the start`,
+  );
+
+  const results: TargetResults[] = [];
+  let ceilingResults: TargetResults | undefined;
+  const targets: Target[] = [];
+  if (S.only.has("ceiling")) {
+    targets.push({ key: "ceiling", label: TARGET_LABELS.ceiling, start: () => ServerProcess.ceiling(pki) });
+  }
+  if (S.only.has("pglite")) {
+    const dir = join(work, "pglite");
+    let registered: Promise<void> | undefined;
+    targets.push({
+      key: "pglite",
+      label: TARGET_LABELS.pglite,
+      start: async (port, extra) => {
+        await (registered ??= registerMachines(dir, fleet));
+        return ServerProcess.bmaas(TARGET_LABELS.pglite, dir, certsDir, `127.0.0.1:${port}`, extra);
+      },
+    });
+  }
+  let pgAvailable = false;
+  if (S.only.has("postgres")) {
+    try {
+      const c = new pg.Client({ connectionString: S.pgUrl });
+      await c.connect();
+      await c.end();
+      pgAvailable = true;
+    } catch (e) {
+      out(`\n(PostgreSQL skipped: ${S.pgUrl}: ${(e as Error).message})`);
+    }
+  }
+  if (pgAvailable) {
+    let url: Promise<string> | undefined;
+    targets.push({
+      key: "postgres",
+      label: TARGET_LABELS.postgres,
+      start: async (port, extra) => {
+        const u = await (url ??= createPostgresDatabase().then(async (u) => (await registerMachines(u, fleet), u)));
+        return ServerProcess.bmaas(TARGET_LABELS.postgres, u, certsDir, `127.0.0.1:${port}`, extra);
+      },
+    });
+  }
+
+  for (const target of targets) {
+    const r: TargetResults = { target: target.label, errors: [] };
+    if (target.key === "ceiling") ceilingResults = r;
+    const attempt = async <T>(name: string, f: () => Promise<T>): Promise<T | undefined> => {
+      t0 = performance.now();
+      log(`${target.label}: ${name}`);
+      try {
+        return await f();
+      } catch (e) {
+        const msg = `${name} failed: ${(e as Error).message}`;
+        log(`${target.label}: ${msg}`);
+        r.errors.push(msg.split("\n").slice(0, 12).join("\n    "));
+        return undefined;
+      } finally {
+        log(`${target.label}: ${name} took ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      }
+    };
+    if (S.scenarios.has("b2b")) r.b2b = await attempt("b2b", () => runB2b(target, () => target.start(0, [])));
+    if (wantFleet) {
+      // The ceiling cannot be restarted on its port: no reconnect storm there.
+      const reconnect = S.scenarios.has("reconnect") && target.key !== "ceiling";
+      r.fleet = await attempt(reconnect ? "fleet + reconnect" : "fleet", () => runFleet(target, (port) => target.start(port, []), S.rate, steady, reconnect));
+    }
+    if (S.scenarios.has("overload") && target.key !== "ceiling") {
+      r.overload = await attempt("overload", () => runFleet(target, (port) => target.start(port, budgetFlag), 2 * S.budget, S.overloadSeconds, false));
+    }
+    if (S.large && target.key === "postgres") {
+      let largeUrl: Promise<string> | undefined;
+      const large: Target = {
+        key: "postgres",
+        label: `${TARGET_LABELS.postgres}, ${fmt(S.largeMachines)} machines`,
+        start: async (port, extra) => {
+          const u = await (largeUrl ??= createPostgresDatabase().then(async (u) => (await registerMachines(u, fleet, Math.max(0, S.largeMachines - fleet.ids.length)), u)));
+          return ServerProcess.bmaas(large.label, u, certsDir, `127.0.0.1:${port}`, extra);
+        },
+      };
+      r.largeB2b = await attempt("large: b2b", () => runB2b(large, () => large.start(0, [])));
+      if (S.scenarios.has("fleet")) r.largeFleet = await attempt("large: fleet", () => runFleet(large, (port) => large.start(port, []), S.rate, S.steadySeconds, false));
+    }
+    results.push(r);
+    printTarget(r, ceilingResults);
+  }
+  printSummary(results);
+  if (results.some((r) => r.errors.length)) process.exitCode = 1;
+  if (S.json) {
+    writeFileSync(S.json, JSON.stringify({ settings: { ...S, only: [...S.only], scenarios: [...S.scenarios] }, results }, null, 2));
+    out(`\nraw figures: ${S.json}`);
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  process.stderr.write(`heartbeat-bench: ${(e as Error).message}\n`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
