@@ -133,6 +133,12 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     const startedAt = Date.now();
     state.lastActivity = startedAt;
     const connection = state.connection;
+    // The method is public knowledge: an unknown one is UNIMPLEMENTED for anybody.
+    const bad = checkRequestHeaders(headers, paths);
+    if (bad) {
+      stream.resume();
+      return refuse(bad);
+    }
     if (connection.identity.kind !== "agent") {
       // Answered from the headers alone; the body is never read or decoded.
       logger.debug({ peer: connection.remoteAddress, reason: connection.identity.reason }, "agent refused: transport");
@@ -143,8 +149,6 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       refuseAndClose(connection);
       return;
     }
-    const bad = checkRequestHeaders(headers, paths);
-    if (bad) return refuse(bad);
     const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
     handler({
       stream,
