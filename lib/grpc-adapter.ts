@@ -6,13 +6,15 @@ import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2
 // instead of hand-written definitions per method: the path is
 // /<package>.<Service>/<Method> and (de)serialisation is toBinary/fromBinary.
 
-// The bytes each request was decoded from, for handlers that must keep what
-// the sender sent byte for byte (hardware reports of newer agents).
-const rawRequests = new WeakMap<object, Uint8Array>();
+// A request that does not decode (malformed protobuf, invalid UTF-8) must be
+// the caller's INVALID_ARGUMENT, but grpc-js answers INTERNAL when a
+// deserializer throws. So the deserializer returns this marker instead, and
+// implement() answers it before the handler runs.
+const MALFORMED = Symbol("malformed request");
+type Malformed = { [MALFORMED]: string };
 
-/** The exact bytes a request message was decoded from, if it came off the wire. */
-export function rawRequestBytes(message: object): Uint8Array | undefined {
-  return rawRequests.get(message);
+function isMalformed(m: unknown): m is Malformed {
+  return typeof m === "object" && m !== null && MALFORMED in m;
 }
 
 function methodDefinition(service: { typeName: string }, method: DescMethod): grpc.MethodDefinition<unknown, unknown> {
@@ -21,10 +23,12 @@ function methodDefinition(service: { typeName: string }, method: DescMethod): gr
     requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
     responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
     requestSerialize: (m: unknown) => Buffer.from(toBinary(method.input, m as MessageShape<DescMessage>)),
-    requestDeserialize: (b: Buffer) => {
-      const m = fromBinary(method.input, b);
-      rawRequests.set(m, b);
-      return m;
+    requestDeserialize: (b: Buffer): unknown => {
+      try {
+        return fromBinary(method.input, b, { readUnknownFields: false });
+      } catch (e) {
+        return { [MALFORMED]: e instanceof Error ? e.message : String(e) } satisfies Malformed;
+      }
     },
     responseSerialize: (m: unknown) => Buffer.from(toBinary(method.output, m as MessageShape<DescMessage>)),
     responseDeserialize: (b: Buffer) => fromBinary(method.output, b),
@@ -92,6 +96,11 @@ export function implement<S extends GenServiceMethods>(
       const h = handler as unknown as UnaryHandler<DescMessage, DescMessage>;
       impl[method.localName] = (call: grpc.ServerUnaryCall<MessageShape<DescMessage>, MessageShape<DescMessage>>, callback: grpc.sendUnaryData<MessageShape<DescMessage>>) => {
         const done = timer(method);
+        if (isMalformed(call.request)) {
+          done(grpc.status.INVALID_ARGUMENT);
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed ${method.input.typeName}` });
+          return;
+        }
         h(call.request, call).then(
           (res) => {
             done(grpc.status.OK);
@@ -109,6 +118,11 @@ export function implement<S extends GenServiceMethods>(
       impl[method.localName] = (call: grpc.ServerWritableStream<MessageShape<DescMessage>, MessageShape<DescMessage>>) => {
         const send = (m: MessageInitShape<DescMessage>) => call.write(create(method.output, m));
         const done = timer(method);
+        if (isMalformed(call.request)) {
+          done(grpc.status.INVALID_ARGUMENT);
+          call.emit("error", Object.assign(new Error(`malformed ${method.input.typeName}`), { code: grpc.status.INVALID_ARGUMENT }));
+          return;
+        }
         h(call.request, call, send).then(
           () => {
             done(grpc.status.OK);

@@ -9,6 +9,8 @@ export interface MetricsListenerOptions {
   registry: Registry;
   /** When set, serve HTTPS and require a client certificate from this CA. */
   mtls?: { cert: string; key: string; ca: string };
+  /** Told why a scrape failed (the scraper only sees that it did). */
+  onError?: (error: unknown) => void;
 }
 
 /** Serves GET /metrics in the Prometheus text format. */
@@ -20,7 +22,10 @@ export function listenForMetrics(options: MetricsListenerOptions): Promise<Serve
     }
     options.registry.metrics().then(
       (text) => res.writeHead(200, { "content-type": options.registry.contentType }).end(text),
-      (err: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${(err as Error).message}\n`),
+      (err: unknown) => {
+        options.onError?.(err);
+        res.writeHead(500, { "content-type": "text/plain" }).end("metrics unavailable; see the server log\n");
+      },
     );
   };
   const server = options.mtls

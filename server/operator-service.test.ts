@@ -13,6 +13,28 @@ describe.each(testBackends())("OperatorService on $name", (backend) => {
   });
   afterAll(async () => t?.stop());
 
+  it("answers INVALID_ARGUMENT, not INTERNAL, to a malformed request or invalid UTF-8", async () => {
+    const call = (body: Buffer) =>
+      new Promise<grpc.ServiceError | null>((resolve) =>
+        t.operator.grpc.makeUnaryRequest(
+          "/bmaas.operator.v1.OperatorService/GetMachine",
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          body,
+          (err) => resolve(err),
+        ),
+      );
+    expect((await call(Buffer.of(0x0a, 0xff, 0xff)))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    // field 1 (machine_id) as a string of invalid UTF-8
+    expect((await call(Buffer.of(0x0a, 0x02, 0xc3, 0x28)))?.code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it("answers INVALID_ARGUMENT to a forged history page token with a date the database cannot hold", async () => {
+    const { machineId } = await t.operator.createMachine({});
+    const forged = Buffer.from(JSON.stringify({ t: "-200000-01-01T00:00:00.000Z", e: "0190d1c8-0000-7000-8000-000000000000" })).toString("base64url");
+    expect(await codeOf(t.operator.getMachineHistory({ machineId, pageToken: forged }))).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it("creates machines with and without a provider, refusing a duplicate provider id", async () => {
     const bare = await t.operator.createMachine({});
     expect(bare.machineId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);

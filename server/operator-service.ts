@@ -92,7 +92,9 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       const size = pageSize(req.pageSize, 50, 1000);
       const cursor = decodePageToken(req.pageToken, ["t", "e"]);
       const before = cursor ? { occurredAt: new Date(cursor.t!), eventId: cursor.e! } : undefined;
-      if (before && (Number.isNaN(before.occurredAt.getTime()) || !isUuid(before.eventId))) {
+      // A forged date outside what the database can compare is the caller's fault, not an outage.
+      const year = before?.occurredAt.getUTCFullYear() ?? 2000;
+      if (before && (Number.isNaN(year) || year < 1970 || year > 9999 || !isUuid(before.eventId))) {
         throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
       }
       const page = await bmdb.getHistory(machineId, size, before);

@@ -125,7 +125,10 @@ export class BmaasServer {
       connected = () => agentCounts.authenticated;
 
       const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
-      const operator = operatorHandlers({ bmdb, watch: { maxQueued: options.watchMaxQueued ?? 1000 }, stopping: stopping.signal });
+      const operator = operatorHandlers({ bmdb, watch: {
+          maxQueued: options.watchMaxQueued ?? 1000,
+          onListenError: (err) => logger.warn({ err: (err as Error).message }, "watch: cannot listen for machine events"),
+        }, stopping: stopping.signal });
       internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operator, toStatus, observe));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);
@@ -158,6 +161,7 @@ export class BmaasServer {
         const m = await listenForMetrics({
           address: options.metricsListenAddress,
           registry: metrics.registry,
+          onError: (err) => logger.error({ err }, "metrics scrape failed"),
           ...(options.metricsMtls && { mtls: { cert: options.serverCert, key: options.serverKey, ca: options.operatorCa } }),
         });
         listeners.push(m);

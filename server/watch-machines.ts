@@ -10,6 +10,8 @@ type Item = MessageInitShape<typeof WatchMachinesResponseSchema>;
 export interface WatchOptions {
   /** Events a watcher may fall behind before it is dropped. */
   maxQueued: number;
+  /** Told why listening failed (the caller only hears "unavailable"). */
+  onListenError?: (error: unknown) => void;
 }
 
 /**
@@ -77,7 +79,11 @@ export function watchMachines(
         // from here on will reach it.
         call.sendMetadata(new grpc.Metadata());
       },
-      (e: unknown) => finish(new RpcError(grpc.status.UNAVAILABLE, `cannot listen for machine events: ${(e as Error).message}`)),
+      // The cause stays in the server's log; the caller learns only that it may retry.
+      (e: unknown) => {
+        options.onListenError?.(e);
+        finish(new RpcError(grpc.status.UNAVAILABLE, "cannot listen for machine events: database unavailable, try again later"));
+      },
     );
   });
 }
