@@ -36,8 +36,11 @@ export class NotProvidedError extends BmdbError {
 }
 
 /**
- * The database failed (unreachable, gave up retrying, constraint we did not
- * expect). The message is safe to log, not to show to untrusted callers.
+ * The database could not serve the call: the connection was lost or refused,
+ * the database is known to be down (the breaker is open), or serialization
+ * failures went on past the allowed attempts. Retrying later can succeed.
+ * Any other failure (a bug, a constraint we did not expect) is not wrapped in
+ * this. The message is safe to log, not to show to untrusted callers.
  */
 export class DatabaseUnavailableError extends BmdbError {
   constructor(readonly operation: string, cause: unknown) {

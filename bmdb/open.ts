@@ -1,16 +1,18 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PGlite } from "@electric-sql/pglite";
-import { Kysely, PostgresDialect, type Dialect } from "kysely";
+import { Kysely, PostgresDialect, sql, type DatabaseConnection, type Dialect, type Driver, type TransactionSettings } from "kysely";
 import pg from "pg";
 import { Bmdb, type BmdbOptions } from "./bmdb.js";
 import type { Database } from "./database.js";
 import { DatabaseUnavailableError } from "./errors.js";
 import { migrate } from "./migrate.js";
 import { EventHub, type NotificationSource } from "./events.js";
+import { registerPGliteWorker } from "./private/batch.js";
+import { Breaker, type DatabaseState } from "./private/breaker.js";
 import { postgresNotifications, pgliteNotifications } from "./private/notification-sources.js";
-import { PGliteDialect } from "./private/pglite-dialect.js";
+import { PGliteWorkerClient, PGliteWorkerDialect } from "./private/pglite-worker-dialect.js";
+import { registerBreaker } from "./private/transact.js";
 
 /** Where the database lives, parsed from a URL. */
 export type Backend =
@@ -42,43 +44,107 @@ export interface OpenOptions extends BmdbOptions {
   migrate?: boolean;
   /** pg Pool size (PostgreSQL only). */
   poolSize?: number;
+  /**
+   * How long a PostgreSQL call may wait for a pooled connection (dialling
+   * included) before it fails as unavailable; default 5000 ms.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Called once per change of the database's reachability, as the breaker
+   * sees it: "down" with the failure that opened it, "up" when a call or the
+   * breaker's own probe got through again. bmdb has no logger; the server
+   * logs these.
+   */
+  onDatabaseState?: (state: DatabaseState, reason?: string) => void;
 }
 
-function dialectFor(backend: Backend, options: OpenOptions): { dialect: Dialect; notifications: NotificationSource } {
+interface Opened {
+  dialect: Dialect;
+  notifications: NotificationSource;
+  /** The PGlite worker, if any. */
+  worker?: PGliteWorkerClient;
+}
+
+function dialectFor(backend: Backend, options: OpenOptions): Opened {
   switch (backend.kind) {
     case "postgres": {
       const pool = new pg.Pool({
         connectionString: backend.url,
         max: options.poolSize ?? 10,
+        connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+        keepAlive: true,
         types: {
           getTypeParser: ((oid: number, format?: "text" | "binary") =>
             oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
         },
       });
-      // An idle client losing its server must not crash the process; the next
-      // query fails and is answered UNAVAILABLE instead.
+      // A client losing its server must never crash the process. pg-pool
+      // listens for errors only on idle clients (and re-emits them as the
+      // pool's "error"); a client checked out by a transaction has no
+      // listener, so its 'error' event (57P01 on a PostgreSQL shutdown,
+      // ECONNRESET...) would be unhandled. Its query fails instead, the call
+      // is answered UNAVAILABLE, and the pool drops the broken client.
+      pool.on("connect", (client) => client.on("error", () => {}));
       pool.on("error", () => {});
       return { dialect: new PostgresDialect({ pool }), notifications: postgresNotifications(backend.url) };
     }
     case "pglite-memory":
     case "pglite-dir": {
-      if (backend.kind === "pglite-dir") mkdirSync(backend.dir, { recursive: true });
-      const options = { parsers: { [INT8_OID]: parseInt8 } };
-      const pglite = backend.kind === "pglite-dir" ? new PGlite(backend.dir, options) : new PGlite(options);
-      return { dialect: new PGliteDialect(pglite), notifications: pgliteNotifications(pglite) };
+      if (backend.kind === "pglite-dir") {
+        // The data directory holds every table and the WAL: owner only, as
+        // PostgreSQL itself requires of its data directory.
+        mkdirSync(backend.dir, { recursive: true, mode: 0o700 });
+        chmodSync(backend.dir, 0o700);
+      }
+      const worker = new PGliteWorkerClient(backend.kind === "pglite-dir" ? backend.dir : undefined);
+      return { dialect: new PGliteWorkerDialect(worker), notifications: pgliteNotifications(worker), worker };
     }
   }
+}
+
+/** dialect, whose driver also runs onDestroy first when kysely destroys it. */
+function onDestroy(dialect: Dialect, hook: () => void): Dialect {
+  return {
+    createAdapter: () => dialect.createAdapter(),
+    createIntrospector: (db) => dialect.createIntrospector(db),
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+    createDriver: (): Driver => {
+      const d = dialect.createDriver();
+      return {
+        init: () => d.init(),
+        acquireConnection: () => d.acquireConnection(),
+        beginTransaction: (c: DatabaseConnection, s: TransactionSettings) => d.beginTransaction(c, s),
+        commitTransaction: (c: DatabaseConnection) => d.commitTransaction(c),
+        rollbackTransaction: (c: DatabaseConnection) => d.rollbackTransaction(c),
+        releaseConnection: (c: DatabaseConnection) => d.releaseConnection(c),
+        destroy: () => {
+          hook();
+          return d.destroy();
+        },
+      };
+    },
+  };
 }
 
 /**
  * Opens the machine database at url, checks it answers, and applies
  * migrations unless told not to. Fails with DatabaseUnavailableError when the
  * database cannot be reached.
+ *
+ * Every call on the returned Bmdb goes through one circuit breaker (see
+ * private/breaker.ts): options.onDatabaseState hears when it opens and closes.
  */
 export async function openBmdb(url: string, options: OpenOptions = {}): Promise<Bmdb> {
   const backend = parseDatabaseUrl(url);
-  const { dialect, notifications } = dialectFor(backend, options);
-  const db = new Kysely<Database>({ dialect });
+  const { dialect, notifications, worker } = dialectFor(backend, options);
+  let breaker: Breaker | undefined;
+  const db = new Kysely<Database>({ dialect: onDestroy(dialect, () => breaker?.stop()) });
+  breaker = new Breaker({
+    ...(options.onDatabaseState && { onStateChange: options.onDatabaseState }),
+    probe: () => sql`select 1`.execute(db),
+  });
+  registerBreaker(db, breaker);
+  if (worker) registerPGliteWorker(db, worker);
   const hub = new EventHub(notifications);
   try {
     if (options.migrate ?? true) {
@@ -92,6 +158,9 @@ export async function openBmdb(url: string, options: OpenOptions = {}): Promise<
   } catch (error) {
     await hub.close().catch(() => {});
     await db.destroy().catch(() => {});
+    // kysely destroys only a driver whose init succeeded.
+    breaker.stop();
+    await worker?.close().catch(() => {});
     throw error instanceof DatabaseUnavailableError ? error : new DatabaseUnavailableError("open database", error);
   }
   return new Bmdb(db, options, hub);
