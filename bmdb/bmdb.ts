@@ -10,6 +10,16 @@ import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
 import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
 
+/** History rows an agent can cause, per machine and kind, within AGENT_EVENT_WINDOW_MS. */
+export const AGENT_EVENTS_PER_WINDOW = 20;
+const AGENT_EVENT_WINDOW_MS = 3_600_000;
+/** Agent-supplied text kept in a history row (the machine's tag keeps it whole). */
+const HISTORY_TEXT_CHARS = 1000;
+
+function cutText(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 /** What bmdb needs to know of the time; injectable so tests control it. */
 export type Clock = () => Date;
 
@@ -212,7 +222,7 @@ export class Bmdb {
           )
           .returning("machine_id")
           .executeTakeFirst();
-        if (changed) await this.#event(trx, input.machineId, now, "hardware_report_changed", { sizeBytes: input.hardwareReport.raw.length });
+        if (changed) await this.#agentEvent(trx, input.machineId, now, "hardware_report_changed", { sizeBytes: input.hardwareReport.raw.length });
       }
 
       let reportGeneration = row.reportGeneration;
@@ -237,10 +247,10 @@ export class Bmdb {
           row.reportResult !== report.result ||
           row.reportError !== (report.errorMessage ?? null);
         if (changed) {
-          await this.#event(trx, input.machineId, now, "installation_reported", {
+          await this.#agentEvent(trx, input.machineId, now, "installation_reported", {
             generation: report.generation.toString(),
             result: report.result,
-            ...(report.errorMessage ? { error: report.errorMessage } : {}),
+            ...(report.errorMessage ? { error: cutText(report.errorMessage, HISTORY_TEXT_CHARS) } : {}),
           });
         }
         reportGeneration = report.generation;
@@ -424,6 +434,31 @@ export class Bmdb {
       for (const r of rows) await this.#event(trx, r.machine_id, now, "heartbeat_stale", { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() });
       return rows.map((r) => r.machine_id);
     });
+  }
+
+  /**
+   * A history row caused by what an agent sent (not by an operator): bounded
+   * in rate per machine, so that an agent flipping its report back and forth
+   * cannot grow history without end. Past the bound the tag is still
+   * updated; only the history row is skipped.
+   */
+  async #agentEvent(
+    trx: Transaction<Database>,
+    machineId: string,
+    at: Date,
+    event: MachineEventKind,
+    details: { [key: string]: JsonValue },
+  ): Promise<void> {
+    const since = new Date(at.getTime() - AGENT_EVENT_WINDOW_MS);
+    const { n } = await trx
+      .selectFrom("machine_history")
+      .select((eb) => eb.fn.countAll<string>().as("n"))
+      .where("machine_id", "=", machineId)
+      .where("occurred_at", ">", since)
+      .where("event", "=", event)
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= AGENT_EVENTS_PER_WINDOW) return;
+    await this.#event(trx, machineId, at, event, details);
   }
 
   /** Writes a history row and announces it; both commit or neither does. */

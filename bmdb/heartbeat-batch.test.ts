@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AGENT_EVENTS_PER_WINDOW } from "./bmdb.js";
 import { openBmdb, type Bmdb, type MachineEvent } from "./index.js";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
 
@@ -74,6 +75,22 @@ describe.each(testBackends())("heartbeat batches on $name", (backend) => {
     await bmdb.revokeAgent(a.machineId);
     expect(await bmdb.heartbeatBatch([a])).toEqual([{ authenticated: false }]);
     expect((await bmdb.getMachine(a.machineId)).agentHeartbeat).toBeNull();
+  });
+
+  it("bounds history an agent causes: rate per machine and kind, and size of agent text", async () => {
+    const a = await agent();
+    for (let i = 0; i < AGENT_EVENTS_PER_WINDOW + 5; i++) {
+      clock = new Date(clock.getTime() + 1000);
+      // Alternating reports: every one is a change.
+      await bmdb.heartbeat({ ...a, hardwareReport: { raw: Uint8Array.of(10, 1, i % 2 ? 65 : 66), json: {} } });
+    }
+    await bmdb.heartbeat({ ...a, installationReport: { generation: 1n, result: "error", errorMessage: "e".repeat(8000), raw: Uint8Array.of(8, 1) } });
+    const events = (await bmdb.getHistory(a.machineId, 100)).events;
+    expect(events.filter((e) => e.event === "hardware_report_changed")).toHaveLength(AGENT_EVENTS_PER_WINDOW);
+    const reported = events.find((e) => e.event === "installation_reported")!;
+    expect(String(reported.details.error).length).toBeLessThanOrEqual(1001);
+    // The machine itself keeps the whole message and the latest report.
+    expect((await bmdb.getMachine(a.machineId)).installationReport?.errorMessage).toHaveLength(8000);
   });
 
   it("handles a batch of a thousand machines in one call", async () => {
