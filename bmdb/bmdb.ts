@@ -1,14 +1,14 @@
 import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
-import { AgentNotRegisteredError, DatabaseUnavailableError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
+import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
 import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
-import { newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
+import { breakerFor, guarded, newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
 
 /** History rows an agent can cause, per machine and kind, within AGENT_EVENT_WINDOW_MS. */
 export const AGENT_EVENTS_PER_WINDOW = 20;
@@ -132,18 +132,14 @@ export class Bmdb {
     return transact(this.db, this.stats, operation, { maxAttempts: this.#maxAttempts }, fn);
   }
 
-  /** Runs one autocommitted statement (or statement group) with the same accounting as a transaction. */
-  async #statement<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    // TODO(lead): route through the breaker's guarded() once it lands.
-    this.stats.attempts++;
-    try {
-      const r = await fn();
-      this.stats.executed++;
-      return r;
-    } catch (error) {
-      this.stats.failed++;
-      throw new DatabaseUnavailableError(operation, error);
-    }
+  /** Runs one autocommitted statement on the same guarded path as a transaction (breaker, retries, stats). */
+  #statement<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return guarded({ db: this.db, stats: this.stats, breaker: breakerFor(this.db), maxAttempts: this.#maxAttempts }, operation, fn);
+  }
+
+  /** False while the database is known to be unreachable (calls then fail at once). */
+  get databaseUp(): boolean {
+    return breakerFor(this.db).up;
   }
 
   /**

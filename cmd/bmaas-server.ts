@@ -53,7 +53,12 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { svc: NAME } });
   let bmdb: Bmdb;
   try {
-    bmdb = await openBmdb(db.url, db.options);
+    // Said once per change, not once per failed call.
+    bmdb = await openBmdb(db.url, {
+      ...db.options,
+      onDatabaseState: (state, reason) =>
+        state === "up" ? logger.info("database reachable again") : logger.error({ reason }, "database unreachable: answering UNAVAILABLE until it is back"),
+    });
   } catch (e) {
     fail(NAME, `cannot open database: ${(e as Error).message}`);
   }

@@ -289,6 +289,17 @@ describe("AgentCallback with a failing database", () => {
       expect(err.details).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|postgres/i);
       // The heartbeat (and the fleet-gauge refresh at start) counted as failed transactions.
       expect(bmdb.stats.failed).toBeGreaterThanOrEqual(1);
+      // Not ready while the database is down: health says NOT_SERVING (2).
+      const creds = grpc.credentials.createSsl(Buffer.from(pki.ca.cert), Buffer.from(pki.operator.key), Buffer.from(pki.operator.cert));
+      const health = new grpc.Client(server.internalAddress, creds);
+      const check = () =>
+        new Promise<number>((resolve, reject) =>
+          health.makeUnaryRequest("/grpc.health.v1.Health/Check", (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (err, res) =>
+            err ? reject(err) : resolve(res!.length >= 2 ? res![1]! : 0),
+          ),
+        );
+      await expect.poll(check, { timeout: 3000 }).toBe(2);
+      health.close();
     } finally {
       await server.stop();
       await bmdb.close();

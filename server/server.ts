@@ -170,6 +170,17 @@ export class BmaasServer {
       metrics.start(options.fleetStatsRefreshMs ?? 30_000);
 
       const timers: NodeJS.Timeout[] = [];
+      // Ready only while it can serve: health follows the database breaker.
+      let serving = true;
+      const readiness = setInterval(() => {
+        if (bmdb.databaseUp === serving) return;
+        serving = bmdb.databaseUp;
+        const status = serving ? "SERVING" : "NOT_SERVING";
+        health.setStatus("", status);
+        health.setStatus(OperatorService.typeName, status);
+      }, 250);
+      readiness.unref();
+      timers.push(readiness);
       const sweepMs = options.staleSweepIntervalMs ?? 30_000;
       if (sweepMs > 0) {
         const sweep = setInterval(() => {
