@@ -107,7 +107,9 @@ describe("a database that is down", () => {
   it("a wrong port: UNAVAILABLE, and the driver is called once per back-off, not once per call", async () => {
     const pool = new pg.Pool({ connectionString: "postgres://nobody@127.0.0.1:1/none", connectionTimeoutMillis: 2_000 });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    const ctx = newTransactContext(db, { maxAttempts: 1 });
+    // A longer back-off than the default 50 ms, so that a busy test machine
+    // cannot stretch the loop below past it.
+    const ctx = newTransactContext(db, { maxAttempts: 1, breaker: new Breaker({ initialBackoffMs: 300 }) });
     let calls = 0;
     const probe = () => guarded(ctx, "probe", () => (calls++, sql`select 1`.execute(db)));
     try {
@@ -116,7 +118,7 @@ describe("a database that is down", () => {
       expect(classifyError((first as Error).cause)).toBe("connection");
       for (let i = 0; i < 50; i++) await expect(probe()).rejects.toBeInstanceOf(DatabaseUnavailableError);
       expect(calls).toBe(1);
-      await new Promise((r) => setTimeout(r, 60));
+      await new Promise((r) => setTimeout(r, 320));
       await probe().catch(() => {});
       expect(calls).toBe(2);
     } finally {
@@ -134,18 +136,18 @@ describe("a database that is down", () => {
     const port = (server.address() as AddressInfo).port;
     const pool = new pg.Pool({ connectionString: `postgres://nobody@127.0.0.1:${port}/none`, connectionTimeoutMillis: 2_000 });
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    const ctx = newTransactContext(db, { maxAttempts: 1 });
+    const ctx = newTransactContext(db, { maxAttempts: 1, breaker: new Breaker({ initialBackoffMs: 300 }) });
     try {
       const started = Date.now();
       let calls = 0;
-      while (Date.now() - started < 40) {
+      while (Date.now() - started < 100) {
         calls++;
         await expect(guarded(ctx, "probe", () => sql`select 1`.execute(db))).rejects.toBeInstanceOf(DatabaseUnavailableError);
       }
       expect(calls).toBeGreaterThan(10);
       expect(dials).toBe(1);
       expect(ctx.breaker.up).toBe(false);
-      await new Promise((r) => setTimeout(r, 60));
+      await new Promise((r) => setTimeout(r, 320));
       await guarded(ctx, "probe", () => sql`select 1`.execute(db)).catch(() => {});
       expect(dials).toBe(2);
     } finally {
