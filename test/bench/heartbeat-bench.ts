@@ -5,12 +5,15 @@
 // self-signed certificate, source address in 127.0.1.0/24 and persistent
 // connection) against each target, every target its own process:
 //
-//   ceiling   test/bench/bench-server.js empty: the same TLS listener and gRPC
-//             stack with a handler that does nothing (no database)
+//   ceiling   test/bench/bench-server.js empty: the server's agent listener
+//             (TLS, HTTP/2, request decoding) with a handler that writes nothing
 //   pglite    the real `bmaas-server` binary on PGlite on disk (`npm start`'s default)
 //   postgres  the real binary on PostgreSQL: a fresh database per run, dropped after
 //
-// Machines are registered before a server starts, by bulk SQL. Scenarios:
+// Machines are registered before a server starts, by bulk SQL; each scenario
+// starts its own server. Prints a table per target as it finishes (notes
+// under it: connect time, RSS, transactions and what the server's metrics
+// counted), then a markdown summary; progress goes to stderr. Scenarios:
 //
 //   b2b        BENCH_AGENTS agents back to back for BENCH_SECONDS: heartbeats/s,
 //              ratio to the ceiling, p50/p99, errors by code
@@ -24,9 +27,10 @@
 //   overload   the server with --heartbeat-budget BENCH_BUDGET, the fleet
 //              offering 2 × budget open loop: OK/s, p99 of OK, counts by code,
 //              p99 of the refused ones, how many carried grpc-retry-pushback-ms
-//   large      PostgreSQL only: BENCH_LARGE_MACHINES machines (the fleet's and
-//              the rest with keys and recent heartbeats), then b2b and fleet
-//              (without reconnect) again, as ratios to the 10,000-machine figures
+//   large      PostgreSQL only: BENCH_LARGE_MACHINES machines (the fleet's, and
+//              the rest with agent keys and recent heartbeats), then b2b and fleet
+//              (without reconnect) again, as ratios to the figures of the
+//              database that holds only the fleet's machines
 //
 // Environment (defaults in brackets):
 //   BENCH_ONLY            targets to run, comma-separated [ceiling,pglite,postgres]
@@ -397,6 +401,8 @@ class ServerProcess {
   /** The real bmaas-server binary on the given database. */
   static async bmaas(label: string, url: string, certsDir: string, publicListen: string, extra: string[]): Promise<ServerProcess> {
     const args = [
+      // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
+      ...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(" ") : []),
       SERVER_JS,
       "--dev-certs",
       certsDir,
@@ -818,7 +824,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       ),
     ]);
   }
-  if (r.largeB2b) b2bRow(`large ${fmt(S.largeMachines)}: b2b ${S.agents} agents`, r.largeB2b, r.b2b?.run.ok_per_s, " of 10k");
+  if (r.largeB2b) b2bRow(`large ${fmt(S.largeMachines)}: b2b ${S.agents} agents`, r.largeB2b, r.b2b?.run.ok_per_s, ` of ${fmt(S.fleet)}`);
   if (r.largeFleet) fleetRows(`large ${fmt(S.largeMachines)}: fleet`, r.largeFleet, S.rate, r.fleet?.out.connect.all_served_s);
   out(`\n## ${r.target} (${load()} at its end)\n`);
   // The last cell of each row is its notes, printed under the table.
@@ -869,11 +875,11 @@ function printSummary(results: TargetResults[]): void {
   );
   if (pgr?.largeB2b || pgr?.largeFleet) {
     const lg = `large: ${fmt(S.largeMachines)} machines`;
-    row(lg, "b2b heartbeats/s (× 10k)", (r) => (r.largeB2b ? `${fmt(r.largeB2b.run.ok_per_s)} (${ratio(r.largeB2b.run.ok_per_s, r.b2b?.run.ok_per_s)})` : "–"), "≥ 0.9×");
-    row(lg, "b2b p99 ms (× 10k)", (r) => (r.largeB2b ? `${ms(r.largeB2b.run.latency_ok_ms.p99)} (${ratio(r.largeB2b.run.latency_ok_ms.p99, r.b2b?.run.latency_ok_ms.p99)})` : "–"), "≤ 1.1×");
+    row(lg, `b2b heartbeats/s (× ${fmt(S.fleet)} machines)`, (r) => (r.largeB2b ? `${fmt(r.largeB2b.run.ok_per_s)} (${ratio(r.largeB2b.run.ok_per_s, r.b2b?.run.ok_per_s)})` : "–"), "≥ 0.9×");
+    row(lg, `b2b p99 ms (× ${fmt(S.fleet)} machines)`, (r) => (r.largeB2b ? `${ms(r.largeB2b.run.latency_ok_ms.p99)} (${ratio(r.largeB2b.run.latency_ok_ms.p99, r.b2b?.run.latency_ok_ms.p99)})` : "–"), "≤ 1.1×");
     row(
       lg,
-      `${fmt(S.rate)}/s p99 ms (× 10k); errors`,
+      `${fmt(S.rate)}/s p99 ms (× ${fmt(S.fleet)} machines); errors`,
       (r) =>
         r.largeFleet
           ? `${ms(r.largeFleet.steady.latency_ok_ms.p99)} (${ratio(r.largeFleet.steady.latency_ok_ms.p99, r.fleet?.steady.latency_ok_ms.p99)}); ${codes(r.largeFleet.steady)}`
@@ -1003,7 +1009,7 @@ async function main(): Promise<void> {
         },
       };
       r.largeB2b = await attempt("large: b2b", () => runB2b(large, () => large.start(0, [])));
-      if (S.scenarios.has("fleet")) r.largeFleet = await attempt("large: fleet", () => runFleet(large, (port) => large.start(port, []), S.rate, S.steadySeconds, false));
+      r.largeFleet = await attempt("large: fleet", () => runFleet(large, (port) => large.start(port, []), S.rate, S.steadySeconds, false));
     }
     results.push(r);
     printTarget(r, ceilingResults);
