@@ -52,46 +52,14 @@ export async function heartbeatBatch(
   const staleBefore = new Date(now.getTime() - thresholds.heartbeatFreshMs);
   // One pre-made event ID per row, used only by rows that make a transition.
   const eventIds = batch.map(() => newEventId(now));
+  // The statement itself is the function bmaas_heartbeat_batch
+  // (migrations/0004): PL/pgSQL keeps its plan, planning it per call cost more
+  // than running it.
   const { rows } = await sql<Row>`
-    with input as (
-      select t.machine_id::uuid as machine_id, decode(t.public_key, 'hex') as public_key, t.event_id::uuid as event_id, t.ord
-      from unnest(${batch.map((b) => b.machineId)}::text[], ${batch.map((b) => hex(b.publicKey))}::text[], ${eventIds}::text[])
-        with ordinality as t(machine_id, public_key, event_id, ord)
-    ),
-    auth as (
-      select i.machine_id, i.event_id, i.ord from input i
-      join machine_agent_started s on s.machine_id = i.machine_id and s.agent_public_key = i.public_key
-    ),
-    beat as (
-      insert into machine_agent_heartbeat as h (machine_id, agent_heartbeat_at, previous_heartbeat_at)
-      select machine_id, ${now}::timestamptz, null from auth
-      on conflict (machine_id) do update set
-        previous_heartbeat_at = h.agent_heartbeat_at,
-        previous_stale = h.stale,
-        agent_heartbeat_at = excluded.agent_heartbeat_at,
-        stale = false
-      returning h.machine_id, h.previous_heartbeat_at, h.previous_stale
-    ),
-    history as (
-      insert into machine_history (event_id, machine_id, occurred_at, event, details)
-      select a.event_id, b.machine_id, ${now}::timestamptz,
-        case when b.previous_heartbeat_at is null then 'first_heartbeat' else 'heartbeat_resumed' end,
-        case when b.previous_heartbeat_at is null then '{}'::jsonb
-          else jsonb_build_object('silentForMs', floor(extract(epoch from (${now}::timestamptz - b.previous_heartbeat_at)) * 1000)::bigint) end
-      from beat b join auth a on a.machine_id = b.machine_id
-      where b.previous_heartbeat_at is null or b.previous_stale or b.previous_heartbeat_at <= ${staleBefore}::timestamptz
-      returning event_id, machine_id, event, details
-    ),
-    announced as (
-      select count(pg_notify(${EVENTS_CHANNEL}, json_build_object(
-        'eventId', event_id, 'machineId', machine_id, 'occurredAt', ${now.toISOString()}::text, 'event', event, 'details', details)::text)) as n
-      from history
-    )
-    select a.ord, rq.generation as request_generation, rq.installation_request_raw as request_raw, rp.generation as report_generation
-    from auth a
-    cross join announced
-    left join machine_installation_request rq on rq.machine_id = a.machine_id
-    left join machine_installation_report rp on rp.machine_id = a.machine_id
+    select out_ord as ord, out_request_generation as request_generation, out_request_raw as request_raw, out_report_generation as report_generation
+    from bmaas_heartbeat_batch(
+      ${batch.map((b) => b.machineId)}::text[], ${batch.map((b) => hex(b.publicKey))}::text[], ${eventIds}::text[],
+      ${now}::timestamptz, ${staleBefore}::timestamptz, ${now.toISOString()}::text, ${EVENTS_CHANNEL}::text)
   `.execute(db);
 
   const outcomes: BatchOutcome[] = batch.map(() => ({ authenticated: false }));
