@@ -57,6 +57,12 @@ describe("Prometheus metrics", () => {
     expect(after.get('bmaas_fleet_machines{state="all"}')).toBe(1);
     expect(after.get('bmaas_fleet_machines{state="heartbeating"}')).toBe(1);
     expect(after.get("process_resident_memory_bytes")).toBeGreaterThan(0);
+    // 3 OK + 2 refused heartbeats went through the group-commit queue, in one batch each here.
+    expect(delta("bmaas_heartbeat_batched_total")).toBe(5);
+    expect(delta("bmaas_heartbeat_batches_total")).toBe(5);
+    expect(after.get("bmaas_heartbeat_inflight")).toBe(0);
+    expect(after.get('bmaas_agent_connections{state="open"}')).toBeGreaterThanOrEqual(0);
+    expect(after.get("bmdb_transaction_errors")).toBe(0);
     expect((await fetch(`http://${t.server.metricsAddress}/other`)).status).toBe(404);
   });
 });

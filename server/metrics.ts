@@ -2,6 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { Bmdb, TransactionStats } from "../bmdb/index.js";
+import type { ConnectionCounts } from "./agent-connections.js";
+import type { QueueCounters } from "./heartbeat-queue.js";
 
 // Prometheus metrics: transaction outcomes read from bmdb's counters, RPC
 // latency and heartbeat results observed at the gRPC edge, fleet gauges
@@ -48,6 +50,7 @@ export class ServerMetrics {
     mirrorCounter(r, "bmdb_transaction_retried", "Transaction attempts repeated after a serialization failure.", stats("retried"));
     mirrorCounter(r, "bmdb_transaction_failed", "Transactions that failed for a database reason, after retries.", stats("failed"));
     mirrorCounter(r, "bmdb_transaction_rejected", "Transactions rolled back for a domain reason (not found, conflict).", stats("rejected"));
+    mirrorCounter(r, "bmdb_transaction_errors", "Database calls that failed for a reason that is a bug, not an outage.", stats("errors"));
     this.#rpcSeconds = new Histogram({
       name: "bmaas_rpc_duration_seconds",
       help: "gRPC handling time by service, method and status code.",
@@ -62,6 +65,39 @@ export class ServerMetrics {
     this.#hwThreads = hw("bmaas_fleet_hardware_cpu_threads", "CPU hardware threads reported, by provider and location.");
     this.#hwMemory = hw("bmaas_fleet_hardware_memory_bytes", "Installed memory reported, by provider and location.");
     this.#fleetAge = new Gauge({ name: "bmaas_fleet_stats_age_seconds", help: "Age of the fleet gauges.", registers: [r], collect: () => this.#ageNow() });
+  }
+
+  /** Gauges and counters of the agent listener and the heartbeat queue, read at scrape time. */
+  watchAgents(connections: ConnectionCounts, queue: { inflight: number; counters: QueueCounters }): void {
+    const r = this.registry;
+    new Gauge({
+      name: "bmaas_agent_connections",
+      help: "Agent connections by state (open includes the others).",
+      labelNames: ["state"],
+      registers: [r],
+      collect() {
+        this.set({ state: "open" }, connections.open);
+        this.set({ state: "handshaking" }, connections.handshaking);
+        this.set({ state: "authenticated" }, connections.authenticated);
+      },
+    });
+    mirrorCounter(r, "bmaas_agent_connections_refused_total", "Connections closed at accept by a connection cap.", () => connections.refusedAtAccept);
+    mirrorCounter(r, "bmaas_agent_handshake_failures_total", "Agent TLS handshakes that failed.", () => connections.handshakeFailures);
+    const q = queue.counters;
+    mirrorCounter(r, "bmaas_heartbeat_batches_total", "Group-commit batches written.", () => q.batches);
+    mirrorCounter(r, "bmaas_heartbeat_batched_total", "Heartbeats written in batches (÷ batches = mean batch size).", () => q.batchedHeartbeats);
+    mirrorCounter(r, "bmaas_heartbeat_single_total", "Heartbeats with a report, written in their own transaction.", () => q.single);
+    mirrorCounter(r, "bmaas_heartbeat_dropped_total", "Queued heartbeats dropped because their caller had gone.", () => q.droppedGone);
+    mirrorCounter(r, "bmaas_heartbeat_refused_inflight_total", "Heartbeats refused UNAVAILABLE: too many in flight.", () => q.refusedInflight);
+    mirrorCounter(r, "bmaas_heartbeat_refused_budget_total", "Heartbeats refused UNAVAILABLE: over --heartbeat-budget.", () => q.refusedBudget);
+    new Gauge({
+      name: "bmaas_heartbeat_inflight",
+      help: "Heartbeats queued or being written.",
+      registers: [r],
+      collect() {
+        this.set(queue.inflight);
+      },
+    });
   }
 
   #ageNow(): void {

@@ -123,6 +123,7 @@ export class BmaasServer {
       });
       const agentCounts = agents.counts;
       connected = () => agentCounts.authenticated;
+      metrics.watchAgents(agentCounts, queue);
 
       const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
       const operator = operatorHandlers({ bmdb, watch: {
