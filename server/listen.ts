@@ -34,7 +34,9 @@ export function listen(address: ListenAddress, what: string, onConnection: (sock
       reject(new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`));
     };
     server.once("error", onError);
-    server.listen({ port: address.port, ...(address.host ? { host: address.host } : {}) }, () => {
+    // A deep accept queue: after a restart a whole fleet reconnects at once,
+    // and a SYN dropped from a full queue costs its agent a 1 s retransmit.
+    server.listen({ port: address.port, backlog: 4096, ...(address.host ? { host: address.host } : {}) }, () => {
       server.off("error", onError);
       resolve(server);
     });
