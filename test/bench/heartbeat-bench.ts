@@ -844,7 +844,8 @@ function printSummary(results: TargetResults[]): void {
   row(b2b, "heartbeats/s (× ceiling)", (r) => (r.b2b ? `${fmt(r.b2b.run.ok_per_s)} (${r === ceiling ? "1.00×" : ratio(r.b2b.run.ok_per_s, cb)})` : "–"), "≥ 0.8× PostgreSQL, ≥ 0.6× PGlite");
   row(b2b, "p50 / p99 ms", (r) => (r.b2b ? `${ms(r.b2b.run.latency_ok_ms.p50)} / ${ms(r.b2b.run.latency_ok_ms.p99)}` : "–"), "");
   row(b2b, "errors", (r) => (r.b2b ? codes(r.b2b.run) : "–"), "");
-  const fl = `${fmt(S.fleet)} agents, ${fmt(S.rate)}/s, ${S.steadySeconds} s`;
+  const steadyS = results.find((r) => r.fleet)?.fleet?.steady.seconds ?? S.steadySeconds;
+  const fl = `${fmt(S.fleet)} agents, ${fmt(S.rate)}/s, ${fmt(steadyS)} s`;
   row(fl, "p50 / p99 ms", (r) => (r.fleet ? `${ms(r.fleet.steady.latency_ok_ms.p50)} / ${ms(r.fleet.steady.latency_ok_ms.p99)}` : "–"), "p99 < 50 ms");
   row(fl, "OK/s; errors", (r) => (r.fleet ? `${fmt(r.fleet.steady.ok_per_s)}; ${codes(r.fleet.steady)}` : "–"), "0 errors");
   row(fl, "server RSS steady max (peak)", (r) => (r.fleet ? `${mib(r.fleet.rssSteadyMax)} (${mib(r.fleet.hwm)})` : "–"), "< 1 GiB");
