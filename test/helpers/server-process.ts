@@ -7,6 +7,8 @@ export interface ServerProcess {
   proc: ChildProcess;
   publicAddress: string;
   internalAddress: string;
+  /** The metrics listener, when one was asked for. */
+  metricsAddress?: string;
   /** Resolves with the exit code (null when ended by a signal). */
   exited: Promise<number | null>;
   readonly alive: boolean;
@@ -18,6 +20,14 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+// Servers still running when the test process exits (a test that threw
+// before its afterAll, a hook that timed out) are killed on the way out, so
+// that no bmaas-server outlives the suite that started it.
+const live = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const proc of live) proc.kill("SIGKILL");
+});
+
 /**
  * Starts cmd/bmaas-server.ts with args and waits for its "listening" log
  * line (pino JSON on stdout: {"msg":"listening","public":…,"internal":…}).
@@ -25,7 +35,13 @@ export interface ServerProcess {
  */
 export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<ServerProcess> {
   const proc = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", "bmaas-server.ts"), ...args], { cwd: ROOT });
-  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
+  live.add(proc);
+  const exited = new Promise<number | null>((r) =>
+    proc.on("exit", (code) => {
+      live.delete(proc);
+      r(code);
+    }),
+  );
   const logs: Array<{ [key: string]: unknown }> = [];
   let partial = "";
   let err = "";
@@ -56,6 +72,7 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
             proc,
             publicAddress: log.public,
             internalAddress: log.internal,
+            ...(typeof log.metrics === "string" && { metricsAddress: log.metrics }),
             exited,
             get alive() {
               return proc.exitCode === null && proc.signalCode === null;
