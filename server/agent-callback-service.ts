@@ -30,6 +30,8 @@ export interface AgentCallbackDeps {
 // that a caller cannot tell an unknown machine from a wrong key.
 const NOT_REGISTERED = "machine unknown or public key not registered for it";
 const DATABASE_UNAVAILABLE = "database unavailable, try again later";
+/** A call whose request body does not arrive within this is answered DEADLINE_EXCEEDED. */
+const BODY_TIMEOUT_MS = 30_000;
 
 const INSTALLATION_REQUEST_FIELD = HeartbeatResponseSchema.field.installationRequest.number;
 const SUGGESTED_INTERVAL_FIELD = HeartbeatResponseSchema.field.suggestedInterval.number;
@@ -54,16 +56,19 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
 
   const serve = async (call: AgentCall): Promise<void> => {
     const { stream, connection } = call;
-    const body = await readUnaryMessage(stream, deps.maxRequestBytes);
+    if (call.deadline !== undefined && Date.now() >= call.deadline) throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded on arrival");
+    // The body must come within the caller's deadline, and never later than BODY_TIMEOUT_MS.
+    const bodyBy = Math.min(call.deadline ?? Infinity, Date.now() + BODY_TIMEOUT_MS);
+    const body = await readUnaryMessage(stream, deps.maxRequestBytes, bodyBy - Date.now());
     const parsed = parseHeartbeatRequest(body);
     const refusal = queue.admit();
     if (refusal) throw refusal;
     const live = () => isOpen(stream) && (call.deadline === undefined || Date.now() < call.deadline);
     const result = await queue.submit({ ...parsed, publicKey: connection.identity.publicKey }, live);
     if (result === undefined) {
-      // The caller left before its heartbeat was written: nothing to answer.
-      finish(call, gone(call), false);
-      return;
+      // The caller's deadline passed (or it left) before its heartbeat was
+      // written: nothing was written, and a caller still listening hears so.
+      throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded before the heartbeat was written");
     }
     if (!result.authenticated) {
       logger.warn({ peer: connection.remoteAddress, machineId: parsed.machineId, keyFingerprint: connection.identity.keyFingerprint }, "agent refused: not registered");

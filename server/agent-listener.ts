@@ -69,6 +69,8 @@ export interface AgentListener {
 
 interface SessionState {
   connection: AgentConnection;
+  /** Streams open now; a session is idle only with none. */
+  streams: number;
   lastActivity: number;
   closeAt: number;
   pingSentAt: number;
@@ -109,6 +111,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     const jitter = 1 + (Math.random() * 0.2 - 0.1);
     sessions.set(session, {
       connection,
+      streams: 0,
       lastActivity: now,
       closeAt: limits.maxConnectionAgeMs > 0 ? now + limits.maxConnectionAgeMs * jitter : Infinity,
       pingSentAt: 0,
@@ -119,7 +122,8 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       session.destroy();
       destroySocket();
     };
-    session.setTimeout(limits.idleTimeoutMs, () => session.close());
+    // No session.setTimeout: Node keeps a destroyed session (and its socket)
+    // alive until such a timer fires. The sweep below does idle timeouts.
   });
 
   h2.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
@@ -132,6 +136,11 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     if (!state) return refuse(new WireStatus(Code.UNAVAILABLE, "connection closing"));
     const startedAt = Date.now();
     state.lastActivity = startedAt;
+    state.streams++;
+    stream.once("close", () => {
+      state.streams--;
+      state.lastActivity = Date.now();
+    });
     const connection = state.connection;
     // The method is public knowledge: an unknown one is UNIMPLEMENTED for anybody.
     const bad = checkRequestHeaders(headers, paths);
@@ -166,7 +175,10 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     const now = Date.now();
     for (const [session, s] of sessions) {
       if (session.closed || session.destroyed) continue;
-      if (now >= s.closeAt) {
+      if (s.streams === 0 && now - s.lastActivity > limits.idleTimeoutMs) {
+        session.close();
+        setTimeout(() => s.connection.kill(), 1000).unref();
+      } else if (now >= s.closeAt) {
         // GOAWAY: calls in flight finish, the agent reconnects for the next one.
         session.close();
         setTimeout(() => s.connection.kill(), limits.keepaliveTimeoutMs).unref();
@@ -181,7 +193,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
         });
       }
     }
-  }, Math.max(100, Math.min(5000, limits.keepaliveMs / 4, limits.maxConnectionAgeMs > 0 ? limits.maxConnectionAgeMs / 4 : 5000)));
+  }, Math.max(100, Math.min(5000, limits.keepaliveMs / 4, limits.idleTimeoutMs / 4, limits.maxConnectionAgeMs > 0 ? limits.maxConnectionAgeMs / 4 : 5000)));
   sweep.unref();
 
   const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key }, (socket) => h2.emit("connection", socket), logger);

@@ -109,12 +109,14 @@ export function sendMessage(stream: ServerHttp2Stream, message: Uint8Array): boo
  * the body is collected, so a request over maxBytes costs at most one flow
  * control window, never its announced size.
  */
-export function readUnaryMessage(stream: ServerHttp2Stream, maxBytes: number): Promise<Uint8Array> {
+export function readUnaryMessage(stream: ServerHttp2Stream, maxBytes: number, timeoutMs: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let received = 0;
     let expected = -1;
+    const timer = setTimeout(() => finish(new WireStatus(Code.DEADLINE_EXCEEDED, "request not received in time")), Math.max(0, timeoutMs));
     const finish = (error: WireStatus | undefined, body?: Uint8Array) => {
+      clearTimeout(timer);
       stream.off("data", onData);
       stream.off("end", onEnd);
       stream.off("close", onClose);

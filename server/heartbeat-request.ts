@@ -51,20 +51,52 @@ function scan(body: Uint8Array): TopLevel {
   const reader = new BinaryReader(body);
   try {
     while (reader.pos < reader.len) {
-      const [no, wireType] = reader.tag();
-      if (wireType === WireType.LengthDelimited && no >= MACHINE_ID && no <= INSTALLATION_REPORT) {
-        const bytes = reader.bytes();
+      // protobuf-es's reader is lenient where Go's is not (lengths of 2^32 and
+      // more wrap, over-long varints are skipped): the raw scan below follows
+      // protowire, so that no request means one thing here and another there.
+      const tag = readVarint(body, reader.pos);
+      const no = Math.floor(tag.value / 8);
+      const wireType = tag.value % 8;
+      if (no < 1 || no > 0x1fffffff) throw new Error("bad field number");
+      reader.pos = tag.next;
+      if (wireType === WireType.LengthDelimited) {
+        const len = readVarint(body, reader.pos);
+        if (len.value > body.length - len.next) throw new Error("truncated field");
+        const bytes = body.subarray(len.next, len.next + len.value);
+        reader.pos = len.next + len.value;
         if (no === MACHINE_ID) out.machineId = bytes;
         else if (no === HARDWARE_REPORT) out.hardwareReport.push(bytes);
-        else out.installationReport.push(bytes);
+        else if (no === INSTALLATION_REPORT) out.installationReport.push(bytes);
+      } else if (wireType === WireType.Varint) {
+        reader.pos = readVarint(body, reader.pos).next;
       } else {
-        reader.skip(wireType, no);
+        // Other wire types, known field numbers included, are unknown fields (as in Go).
+        reader.skip(wireType as WireType, no);
       }
     }
   } catch {
     throw invalid("malformed request: not a HeartbeatRequest");
   }
   return out;
+}
+
+/**
+ * A varint as protowire reads it: at most 10 bytes, the 10th at most 1. Values
+ * beyond 2^53 lose precision, which only matters where they are a length or a
+ * tag, and those are refused by their bounds anyway.
+ */
+function readVarint(buf: Uint8Array, pos: number): { value: number; next: number } {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (pos + i >= buf.length) throw new Error("truncated varint");
+    const b = buf[pos + i]!;
+    if (i === 9 && b > 1) throw new Error("varint overflow");
+    value += (b & 0x7f) * scale;
+    scale *= 128;
+    if (b < 0x80) return { value, next: pos + i + 1 };
+  }
+  throw new Error("varint too long");
 }
 
 const join = (parts: Uint8Array[]): Uint8Array | undefined => (parts.length <= 1 ? parts[0] : Buffer.concat(parts));

@@ -23,7 +23,7 @@ const agents = await listenForAgents({
   paths: HEARTBEAT_PATHS,
   limits: { maxConnections: 200_000, maxConnectionsPerAddress: 200_000 },
   handler: ({ stream }) => {
-    readUnaryMessage(stream, 256 * 1024)
+    readUnaryMessage(stream, 256 * 1024, 30_000)
       .then((body) => {
         parseHeartbeatRequest(body);
         sendMessage(stream, new Uint8Array());
