@@ -59,10 +59,14 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
     if (call.deadline !== undefined && Date.now() >= call.deadline) throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded on arrival");
     // The body must come within the caller's deadline, and never later than BODY_TIMEOUT_MS.
     const bodyBy = Math.min(call.deadline ?? Infinity, Date.now() + BODY_TIMEOUT_MS);
+    // Admission first: a refused call costs its headers only (the body is discarded unread).
+    const refusal = queue.admit();
+    if (refusal) {
+      stream.resume();
+      throw refusal;
+    }
     const body = await readUnaryMessage(stream, deps.maxRequestBytes, bodyBy - Date.now());
     const parsed = parseHeartbeatRequest(body);
-    const refusal = queue.admit();
-    if (refusal) throw refusal;
     const live = () => isOpen(stream) && (call.deadline === undefined || Date.now() < call.deadline);
     const result = await queue.submit({ ...parsed, publicKey: connection.identity.publicKey }, live);
     if (result === undefined) {

@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { Logger } from "pino";
 import type { Bmdb, TransactionStats } from "../bmdb/index.js";
 import type { ConnectionCounts } from "./agent-connections.js";
+import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
 import type { QueueCounters } from "./heartbeat-queue.js";
 
 // Prometheus metrics: transaction outcomes read from bmdb's counters, RPC
@@ -36,7 +37,7 @@ export class ServerMetrics {
   readonly #hwThreads: Gauge<"provider" | "location">;
   readonly #hwMemory: Gauge<"provider" | "location">;
   readonly #fleetAge: Gauge;
-  #timer: NodeJS.Timeout | undefined;
+  #job: BackgroundJob | undefined;
   #refreshedAt = 0;
 
   constructor(
@@ -135,16 +136,14 @@ export class ServerMetrics {
     this.#refreshedAt = Date.now();
   }
 
-  /** Refreshes the fleet gauges every intervalMs (and once now). */
+  /** Refreshes the fleet gauges now and every intervalMs, slower when a refresh is costly (see ./background-job.ts). */
   start(intervalMs: number): void {
-    const tick = () =>
-      this.refreshFleet().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "fleet metrics refresh failed"));
-    void tick();
-    this.#timer = setInterval(tick, intervalMs);
-    this.#timer.unref();
+    this.#job = startBackgroundJob(intervalMs, () =>
+      this.refreshFleet().catch((err: unknown) => this.logger.warn({ err: (err as Error).message }, "fleet metrics refresh failed")),
+    );
   }
 
   stop(): void {
-    clearInterval(this.#timer);
+    this.#job?.stop();
   }
 }

@@ -14,6 +14,7 @@ import { HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
 import { listenForAgents, type AgentListener, type AgentListenerLimits } from "./agent-listener.js";
 import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
+import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
 import { implement, serviceDefinition } from "../lib/grpc-adapter.js";
 import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
 import { operatorHandlers } from "./operator-service.js";
@@ -89,7 +90,8 @@ export class BmaasServer {
     /** Where Prometheus scrapes, if a metrics listener runs. */
     readonly metricsAddress: string | undefined,
     private readonly stopping: AbortController,
-    private readonly timers: NodeJS.Timeout[],
+    /** Periodic work to stop with the server. */
+    private readonly jobs: BackgroundJob[],
   ) {}
 
   static async start(options: ServerOptions): Promise<BmaasServer> {
@@ -170,7 +172,7 @@ export class BmaasServer {
       }
       metrics.start(options.fleetStatsRefreshMs ?? 30_000);
 
-      const timers: NodeJS.Timeout[] = [];
+      const jobs: BackgroundJob[] = [];
       // Ready only while it can serve: health follows the database breaker.
       let serving = true;
       const readiness = setInterval(() => {
@@ -181,14 +183,18 @@ export class BmaasServer {
         health.setStatus(OperatorService.typeName, status);
       }, 250);
       readiness.unref();
-      timers.push(readiness);
+      jobs.push({ stop: () => clearInterval(readiness) });
       const sweepMs = options.staleSweepIntervalMs ?? 30_000;
       if (sweepMs > 0) {
-        const sweep = setInterval(() => {
-          bmdb.sweepStale().catch((err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"));
-        }, sweepMs);
-        sweep.unref();
-        timers.push(sweep);
+        // A sequential scan of the heartbeat table (see migrations/0003): spaced by its cost.
+        jobs.push(
+          startBackgroundJob(sweepMs, () =>
+            bmdb.sweepStale().then(
+              () => {},
+              (err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"),
+            ),
+          ),
+        );
       }
 
       const server = new BmaasServer(
@@ -204,7 +210,7 @@ export class BmaasServer {
         metrics,
         metricsAddress,
         stopping,
-        timers,
+        jobs,
       );
       logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress }, "listening");
       return server;
@@ -222,7 +228,7 @@ export class BmaasServer {
    */
   async stop(): Promise<void> {
     this.health.setStatus("", "NOT_SERVING");
-    this.timers.forEach(clearInterval);
+    this.jobs.forEach((j) => j.stop());
     this.metrics.stop();
     // Watch streams never end by themselves: end them so shutdown can finish.
     this.stopping.abort();

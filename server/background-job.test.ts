@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { startBackgroundJob } from "./background-job.js";
+
+describe("background jobs", () => {
+  it("run at the interval when cheap, and no more than 1/share of the time when costly", async () => {
+    const starts: number[] = [];
+    const cheap = startBackgroundJob(20, async () => {
+      starts.push(Date.now());
+    });
+    await new Promise((r) => setTimeout(r, 230));
+    cheap.stop();
+    expect(starts.length).toBeGreaterThanOrEqual(6);
+    expect(starts.length).toBeLessThanOrEqual(13);
+
+    const costly: number[] = [];
+    const slow = startBackgroundJob(
+      1,
+      async () => {
+        costly.push(Date.now());
+        await new Promise((r) => setTimeout(r, 30));
+      },
+      5,
+    );
+    await new Promise((r) => setTimeout(r, 600));
+    slow.stop();
+    // Each run takes 30 ms, then waits ≥ 150 ms: about 3 runs in 600 ms, not 20.
+    expect(costly.length).toBeGreaterThanOrEqual(2);
+    expect(costly.length).toBeLessThanOrEqual(4);
+    for (let i = 1; i < costly.length; i++) expect(costly[i]! - costly[i - 1]!).toBeGreaterThanOrEqual(175);
+  });
+});
