@@ -1,3 +1,4 @@
+import { hkdfSync } from "node:crypto";
 import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
@@ -54,6 +55,19 @@ export function connectionOf(socket: Socket): AgentConnection | undefined {
 
 const TLS_HANDSHAKE_RECORD = 0x16;
 
+/**
+ * TLS session-ticket keys derived from the server's private key, so that every
+ * replica and every restart of a server with that key can resume the sessions
+ * of the others: after a restart a reconnecting fleet resumes instead of doing
+ * full handshakes. A resumed session carries the client certificate of the
+ * handshake that made it (OpenSSL keeps it in the session), so the identity is
+ * the same key as before, never weaker. The keys do not rotate; whoever holds
+ * the server key could read tickets, but could impersonate the server anyway.
+ */
+function sessionTicketKeys(serverKeyPem: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", serverKeyPem, "bmaas agent listener", "tls session ticket keys v1", 48));
+}
+
 const fourTuple = (s: Socket) => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
 
 export interface ConnectionCounts {
@@ -91,6 +105,7 @@ export class ConnectionGate {
       ALPNProtocols: ["h2"],
       requestCert: true,
       rejectUnauthorized: false,
+      ticketKeys: sessionTicketKeys(tls.key),
     });
     this.#tlsServer.on("secureConnection", this.#onSecure);
     this.#tlsServer.on("tlsClientError", (err, socket) => {

@@ -267,3 +267,46 @@ describe("heartbeat backpressure", () => {
     }
   });
 });
+
+describe("TLS session resumption across servers", () => {
+  it("resumes a session on another server with the same key, and the identity is still the certificate's key", async () => {
+    const t = await startTestServer(testBackends()[0]!);
+    const { startServerOn } = await import("../test/helpers/server.js");
+    const other = await startServerOn(t.bmdb, t.pki);
+    try {
+      const { machineId } = await t.operator.createMachine({});
+      const agent = await agentTls();
+      await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+      const { connect } = await import("node:http2");
+      const call = (address: string, session?: Buffer) =>
+        new Promise<{ code: number; reused: boolean; ticket: Buffer | undefined }>((resolve, reject) => {
+          const [host, port] = splitAddress(address);
+          let ticket: Buffer | undefined;
+          let socket: ReturnType<typeof tlsConnect> | undefined;
+          const h2 = connect(`http://${address}`, {
+            createConnection: () => {
+              socket = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, ...agent.tls, ...(session && { session }) });
+              socket.on("session", (s: Buffer) => (ticket = s));
+              return socket;
+            },
+          });
+          h2.once("error", reject);
+          h2.once("connect", async () => {
+            const reply = await rawCall(h2, heartbeatBody({ machineId }));
+            // Tickets arrive after the handshake; give the last one a moment.
+            await new Promise((r) => setTimeout(r, 50));
+            resolve({ code: reply.code, reused: socket!.isSessionReused(), ticket });
+            h2.destroy();
+          });
+        });
+      const first = await call(t.server.publicAddress);
+      expect(first).toMatchObject({ code: 0, reused: false });
+      expect(first.ticket).toBeDefined();
+      const resumed = await call(other.publicAddress, first.ticket);
+      expect(resumed).toMatchObject({ code: 0, reused: true });
+    } finally {
+      await other.stop();
+      await t.stop();
+    }
+  });
+});
