@@ -102,13 +102,15 @@ export class HeartbeatQueue {
 
   /**
    * The interval that keeps the connected fleet under the budget, never below
-   * baseMs; 0 when there is neither. Jittered so that agents spread out.
+   * baseMs; 0 when there is neither.
    */
   pacedIntervalMs(baseMs: number): number {
     const budget = this.options.budgetPerSecond;
-    const fleetMs = budget > 0 ? (this.connectedAgents() / budget) * 1000 * 1.1 : 0;
-    const ms = Math.max(baseMs, fleetMs, budget > 0 ? 1000 : 0);
-    return ms > 0 ? jitter(ms) : 0;
+    const fleetMs = budget > 0 ? Math.max(1000, (this.connectedAgents() / budget) * 1000 * 1.1) : 0;
+    // The operator's interval is sent as given (agents add their own jitter);
+    // when the budget sets the pace, ±10% spreads the fleet out.
+    if (fleetMs <= baseMs) return baseMs;
+    return Math.round(fleetMs * (0.9 + Math.random() * 0.2));
   }
 
   /**
