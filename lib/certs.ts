@@ -6,13 +6,19 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
 
-// Certificates: the development PKI that `--dev-certs` creates (an Ed25519 CA,
-// the server's certificate, one operator client certificate) and the
-// ephemeral self-signed agent certificate of the wire contract.
+// Certificates: the development PKI that `--dev-certs` creates (an ECDSA P-256
+// CA, the server's certificate, one operator client certificate) and the
+// ephemeral self-signed Ed25519 agent certificate of the wire contract.
+//
+// Why P-256 for the PKI: gRPC's C-core stacks (Python grpcio, C++, Ruby, PHP)
+// cannot verify an Ed25519 server certificate, while every TLS stack verifies
+// P-256. Agents keep Ed25519: their key is their identity (the contract).
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
 const ED25519 = { name: "Ed25519" } as const;
+const P256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+const ECDSA_SHA256 = { name: "ECDSA", hash: "SHA-256" } as const;
 
 /** A PEM certificate with its PEM private key. */
 export interface PemPair {
@@ -37,14 +43,18 @@ export const DEV_CERT_FILES = {
   operatorKey: "operator-key.pem",
 } as const;
 
-async function toCryptoKeys(privateKey: KeyObject): Promise<CryptoKeyPair> {
+async function toCryptoKeys(privateKey: KeyObject, algorithm: typeof ED25519 | typeof P256 = ED25519): Promise<CryptoKeyPair> {
   const subtle = webcrypto.subtle;
   const priv = privateKey.export({ format: "der", type: "pkcs8" });
   const pub = createPublicKey(privateKey).export({ format: "der", type: "spki" });
   return {
-    privateKey: (await subtle.importKey("pkcs8", priv, ED25519, true, ["sign"])) as unknown as CryptoKey,
-    publicKey: (await subtle.importKey("spki", pub, ED25519, true, ["verify"])) as unknown as CryptoKey,
+    privateKey: (await subtle.importKey("pkcs8", priv, algorithm, true, ["sign"])) as unknown as CryptoKey,
+    publicKey: (await subtle.importKey("spki", pub, algorithm, true, ["verify"])) as unknown as CryptoKey,
   };
+}
+
+function newP256(): KeyObject {
+  return generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
 }
 
 function newEd25519(): KeyObject {
@@ -75,12 +85,12 @@ function serial(): string {
 const FAR_FUTURE = new Date("9999-12-31T23:59:59Z");
 
 /**
- * Creates a development PKI: an Ed25519 CA, a server certificate for the
+ * Creates a development PKI: an ECDSA P-256 CA, a server certificate for the
  * local host names, and an operator client certificate, all signed by the CA.
  */
 export async function createDevPki(serverNames: string[] = []): Promise<Omit<DevCerts, "dir">> {
-  const caKey = newEd25519();
-  const caKeys = await toCryptoKeys(caKey);
+  const caKey = newP256();
+  const caKeys = await toCryptoKeys(caKey, P256);
   const now = new Date(Date.now() - 60_000);
   const notAfter = new Date(Date.now() + 10 * 365 * 24 * 3600 * 1000);
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -89,7 +99,7 @@ export async function createDevPki(serverNames: string[] = []): Promise<Omit<Dev
     notBefore: now,
     notAfter,
     keys: caKeys,
-    signingAlgorithm: ED25519,
+    signingAlgorithm: ECDSA_SHA256,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
@@ -98,8 +108,8 @@ export async function createDevPki(serverNames: string[] = []): Promise<Omit<Dev
   });
 
   const leaf = async (cn: string, usage: string, sans: x509.JsonGeneralName[]): Promise<PemPair> => {
-    const key = newEd25519();
-    const keys = await toCryptoKeys(key);
+    const key = newP256();
+    const keys = await toCryptoKeys(key, P256);
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject: `CN=${cn}`,
@@ -108,7 +118,7 @@ export async function createDevPki(serverNames: string[] = []): Promise<Omit<Dev
       notAfter,
       publicKey: keys.publicKey,
       signingKey: caKeys.privateKey,
-      signingAlgorithm: ED25519,
+      signingAlgorithm: ECDSA_SHA256,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
