@@ -24,9 +24,36 @@ import {
   type TestAgent,
 } from "../test/helpers/server.js";
 import { createClient } from "../lib/grpc-adapter.js";
+import { rawEd25519PublicKey } from "../lib/certs.js";
+import * as x509 from "@peculiar/x509";
+import { createPrivateKey, webcrypto } from "node:crypto";
 import { parseHeartbeatRequest } from "./heartbeat-request.js";
 
 const OWN = { "grpc.use_local_subchannel_pool": 1 };
+
+/** An Ed25519 leaf signed by an Ed25519 issuer: the PEM chain (leaf first) and the leaf's key. */
+async function ed25519Chain(): Promise<{ chain: string; key: string }> {
+  const alg = { name: "Ed25519" };
+  const subtle = webcrypto.subtle;
+  const issuerKeys = (await subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
+  const leafKeys = (await subtle.generateKey(alg, true, ["sign", "verify"])) as CryptoKeyPair;
+  const notBefore = new Date(Date.now() - 60_000);
+  const notAfter = new Date(Date.now() + 3_600_000);
+  const issuer = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: "02", name: "CN=issuer", notBefore, notAfter, keys: issuerKeys, signingAlgorithm: alg });
+  const leaf = await x509.X509CertificateGenerator.create({
+    serialNumber: "03",
+    subject: "CN=leaf",
+    issuer: issuer.subject,
+    notBefore,
+    notAfter,
+    publicKey: leafKeys.publicKey,
+    signingKey: issuerKeys.privateKey,
+    signingAlgorithm: alg,
+  });
+  const pkcs8 = Buffer.from(await subtle.exportKey("pkcs8", leafKeys.privateKey));
+  const key = createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" }).export({ format: "pem", type: "pkcs8" }).toString();
+  return { chain: `${leaf.toString("pem")}\n${issuer.toString("pem")}\n`, key };
+}
 
 /** Sends exactly these request bytes, so tests control what is on the wire. */
 function rawHeartbeat(address: string, credentials: grpc.ChannelCredentials, body: Uint8Array, path = "/cloud.bmaas.server.api.AgentCallback/Heartbeat") {
@@ -90,13 +117,20 @@ describe.each(testBackends())("AgentCallback on $name", (backend) => {
     });
 
     it("refuses more than one client certificate with UNAUTHENTICATED", async () => {
-      const { machineId } = await registeredAgent();
-      // The operator certificate followed by its CA: two certificates, Ed25519 keys.
-      const chain = t.pki.operator.cert + t.pki.ca.cert;
-      const creds = grpc.credentials.createSsl(Buffer.from(t.pki.ca.cert), Buffer.from(t.pki.operator.key), Buffer.from(chain));
+      // A registered Ed25519 key, presented in a leaf followed by the Ed25519
+      // certificate that issued it: the key alone would be accepted.
+      const { machineId } = await t.operator.createMachine({});
+      const { chain, key } = await ed25519Chain();
+      await t.operator.registerAgent({ machineId, publicKey: rawEd25519PublicKey(createPrivateKey(key)) });
+      const creds = grpc.credentials.createSsl(Buffer.from(t.pki.ca.cert), Buffer.from(key), Buffer.from(chain));
       const c = createClient(AgentCallback, address, creds, OWN);
       expect(await codeOf(c.heartbeat({ machineId }))).toBe(grpc.status.UNAUTHENTICATED);
       c.close();
+      // The same leaf alone is that machine's agent.
+      const leafOnly = grpc.credentials.createSsl(Buffer.from(t.pki.ca.cert), Buffer.from(key), Buffer.from(chain.split("-----END CERTIFICATE-----")[0]! + "-----END CERTIFICATE-----\n"));
+      const alone = createClient(AgentCallback, address, leafOnly, OWN);
+      expect(await codeOf(alone.heartbeat({ machineId }))).toBe(grpc.status.OK);
+      alone.close();
     });
   });
 
