@@ -97,9 +97,12 @@ describe("Breaker", () => {
       },
     });
     b.failed(b.admit()!, "connect ECONNREFUSED");
-    await new Promise((r) => setTimeout(r, 200));
-    // 50 + 100 ms: two failed probes by now, the next one due at 350 ms.
+    // Two failed probes come by themselves, after 50 and then 100 ms more
+    // (polled rather than slept, so a loaded machine only makes it later).
+    const opened = Date.now();
+    while (probes < 2 && Date.now() - opened < 3_000) await new Promise((r) => setTimeout(r, 5));
     expect(probes).toBeGreaterThanOrEqual(2);
+    expect(Date.now() - opened).toBeGreaterThanOrEqual(140);
     expect(b.up).toBe(false);
     healthy = true;
     const back = Date.now();
