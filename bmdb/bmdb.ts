@@ -2,7 +2,7 @@ import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
 import type { Database, JsonValue } from "./database.js";
 import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
-import { EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
+import { cutDetailText, EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
@@ -13,13 +13,6 @@ import { breakerFor, guarded, newTransactionStats, transact, type TransactionSta
 /** History rows an agent can cause, per machine and kind, within AGENT_EVENT_WINDOW_MS. */
 export const AGENT_EVENTS_PER_WINDOW = 20;
 const AGENT_EVENT_WINDOW_MS = 3_600_000;
-/** Agent-supplied text kept in a history row (the machine's tag keeps it whole). */
-const HISTORY_TEXT_CHARS = 1000;
-
-function cutText(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
-}
-
 /** What bmdb needs to know of the time; injectable so tests control it. */
 export type Clock = () => Date;
 
@@ -246,7 +239,7 @@ export class Bmdb {
           await this.#agentEvent(trx, input.machineId, now, "installation_reported", {
             generation: report.generation.toString(),
             result: report.result,
-            ...(report.errorMessage ? { error: cutText(report.errorMessage, HISTORY_TEXT_CHARS) } : {}),
+            ...(report.errorMessage ? { error: cutDetailText(report.errorMessage) } : {}),
           });
         }
         reportGeneration = report.generation;

@@ -32,12 +32,16 @@ export type EventListener = (delivery: EventDelivery) => void;
 
 // NOTIFY payloads are limited to 8000 bytes; details carry agent-supplied
 // text (installation errors), so long strings are cut.
-const MAX_DETAIL_CHARS = 1000;
+// History rows keep agent text to the same length.
+export const MAX_DETAIL_CHARS = 1000;
+
+/** text cut to MAX_DETAIL_CHARS characters (an ellipsis marks a cut). */
+export function cutDetailText(text: string): string {
+  return text.length > MAX_DETAIL_CHARS ? text.slice(0, MAX_DETAIL_CHARS) + "…" : text;
+}
 
 function cut(details: { [key: string]: JsonValue }): { [key: string]: JsonValue } {
-  return Object.fromEntries(
-    Object.entries(details).map(([k, v]) => [k, typeof v === "string" && v.length > MAX_DETAIL_CHARS ? v.slice(0, MAX_DETAIL_CHARS) + "…" : v]),
-  );
+  return Object.fromEntries(Object.entries(details).map(([k, v]) => [k, typeof v === "string" ? cutDetailText(v) : v]));
 }
 
 export function encodeEvent(e: MachineEvent): string {

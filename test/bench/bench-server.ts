@@ -6,7 +6,7 @@
 import { pino } from "pino";
 import { HEARTBEAT_PATHS } from "../../server/agent-callback-service.js";
 import { listenForAgents } from "../../server/agent-listener.js";
-import { readUnaryMessage, sendMessage, sendStatus, WireStatus } from "../../server/grpc-wire.js";
+import { Code, readUnaryMessage, sendMessage, sendStatus, WireStatus } from "../../server/grpc-wire.js";
 import { parseHeartbeatRequest } from "../../server/heartbeat-request.js";
 import { boundAddress } from "../../server/listen.js";
 
@@ -28,7 +28,7 @@ const agents = await listenForAgents({
         parseHeartbeatRequest(body);
         sendMessage(stream, new Uint8Array());
       })
-      .catch((e: unknown) => sendStatus(stream, e instanceof WireStatus ? e : new WireStatus(13, "internal error")));
+      .catch((e: unknown) => sendStatus(stream, e instanceof WireStatus ? e : new WireStatus(Code.INTERNAL, "internal error")));
   },
   logger: pino({ level: "silent" }),
 });
