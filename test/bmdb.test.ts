@@ -107,9 +107,12 @@ describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres
   it("two migrators racing on an empty database both succeed", async () => {
     const [factory] = testBackends().filter((b) => b.name === "postgres");
     const tdb = await factory!.create();
-    const dbs = [0, 1, 2].map(
-      () => new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: tdb.url, max: 2 }) }) }),
-    );
+    const dbs = [0, 1, 2].map(() => {
+      const pool = new pg.Pool({ connectionString: tdb.url, max: 2 });
+      // Dropping the database terminates connections a pool may still be closing.
+      pool.on("error", () => {});
+      return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    });
     try {
       const applied = await Promise.all(dbs.map((db) => migrate(db)));
       // Each migration applied exactly once, by one of the three.
