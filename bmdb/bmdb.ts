@@ -1,11 +1,28 @@
 import { sql, type Kysely, type SqlBool, type Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
-import type { Database, JsonValue } from "./database.js";
+import type { AdmissionState, Database, JsonValue } from "./database.js";
 import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { cutDetailText, EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
+import { writeHistory } from "./history-write.js";
+import {
+  acceptAgent,
+  admitByEnrollment,
+  admitKey,
+  DEFAULT_ADMISSION_BOUNDS,
+  listRequests,
+  recordRefused,
+  rejectAgent,
+  rejectKeyAfterRevocation,
+  type AdmissionBounds,
+  type AgentRequestView,
+  type Refusal,
+  type RequestCursor,
+  type RequestFilter,
+} from "./admission.js";
+import { importMachines, type ImportEntry, type ImportResult } from "./machine-import.js";
 import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
 import { breakerFor, guarded, newTransactionStats, transact, type TransactionStats } from "./private/transact.js";
@@ -13,6 +30,8 @@ import { breakerFor, guarded, newTransactionStats, transact, type TransactionSta
 /** History rows an agent can cause, per machine and kind, within AGENT_EVENT_WINDOW_MS. */
 export const AGENT_EVENTS_PER_WINDOW = 20;
 const AGENT_EVENT_WINDOW_MS = 3_600_000;
+/** Pending and rejected keys shown with a machine. */
+const MACHINE_REQUESTS_SHOWN = 20;
 /** What bmdb needs to know of the time; injectable so tests control it. */
 export type Clock = () => Date;
 
@@ -21,6 +40,8 @@ export interface BmdbOptions {
   maxAttempts?: number;
   clock?: Clock;
   thresholds?: FleetThresholds;
+  /** Bounds on pending admission requests (bmdb/admission.ts). */
+  admission?: AdmissionBounds;
 }
 
 export interface HistoryPage {
@@ -41,10 +62,15 @@ export interface HeartbeatInput {
     errorMessage?: string;
     raw: Uint8Array;
   };
+  /**
+   * The agent's certificate chained to an enrollment CA and named this
+   * machine: an unknown key is admitted in this heartbeat's transaction.
+   */
+  enrollment?: { ca: string };
 }
 
 export type HeartbeatResult =
-  | { authenticated: false }
+  | { authenticated: false; refusal: Refusal }
   | {
       authenticated: true;
       /** The serialized pending OSInstallationRequest, or null when nothing is pending. */
@@ -65,7 +91,9 @@ export interface MachineView {
     address: string | null;
     location: string | null;
   } | null;
-  agentStarted: { startedAt: Date; publicKey: Uint8Array; keyFingerprint: string } | null;
+  agentStarted: { startedAt: Date; publicKey: Uint8Array; keyFingerprint: string; admission: AdmissionState; admittedBy: string | null } | null;
+  /** Pending and rejected keys of this machine (at most MACHINE_REQUESTS_SHOWN). */
+  agentRequests: AgentRequestView[];
   agentHeartbeat: { lastHeartbeatAt: Date } | null;
   hardwareReport: { reportedAt: Date; raw: Uint8Array; json: JsonValue } | null;
   installationRequest: { generation: bigint; requestedAt: Date; raw: Uint8Array } | null;
@@ -88,6 +116,7 @@ export interface MachineView {
 export class Bmdb {
   readonly stats: TransactionStats = newTransactionStats();
   readonly thresholds: FleetThresholds;
+  readonly admissionBounds: AdmissionBounds;
   readonly #maxAttempts: number;
   readonly #clock: Clock;
   readonly #hub: EventHub | undefined;
@@ -100,6 +129,7 @@ export class Bmdb {
     this.#maxAttempts = options.maxAttempts ?? 10;
     this.#clock = options.clock ?? (() => new Date());
     this.thresholds = options.thresholds ?? DEFAULT_THRESHOLDS;
+    this.admissionBounds = options.admission ?? DEFAULT_ADMISSION_BOUNDS;
     this.#hub = hub;
   }
 
@@ -142,7 +172,7 @@ export class Bmdb {
    * Throws (for the whole batch) only what a single heartbeat would.
    */
   heartbeatBatch(batch: readonly BatchHeartbeat[]): Promise<BatchOutcome[]> {
-    return this.#statement("heartbeatBatch", () => heartbeatBatch(this.db, this.#clock(), this.thresholds, batch));
+    return this.#statement("heartbeatBatch", () => heartbeatBatch(this.db, this.#clock(), this.thresholds, this.admissionBounds, batch));
   }
 
   /**
@@ -154,7 +184,7 @@ export class Bmdb {
   heartbeat(input: HeartbeatInput): Promise<HeartbeatResult> {
     return this.#transact("heartbeat", async (trx) => {
       const now = this.#clock();
-      const row = await trx
+      const authenticate = () => trx
         .selectFrom("machine_agent_started as s")
         .leftJoin("machine_installation_request as rq", "rq.machine_id", "s.machine_id")
         .leftJoin("machine_installation_report as rp", "rp.machine_id", "s.machine_id")
@@ -168,7 +198,14 @@ export class Bmdb {
         .where("s.machine_id", "=", input.machineId)
         .where("s.agent_public_key", "=", input.publicKey)
         .executeTakeFirst();
-      if (!row) return { authenticated: false };
+      let row = await authenticate();
+      if (!row && input.enrollment && (await admitByEnrollment(trx, this.#notify, now, input.machineId, input.publicKey, input.enrollment.ca))) {
+        row = await authenticate();
+      }
+      if (!row) {
+        const [refusal] = await recordRefused(trx, now, this.admissionBounds, [input]);
+        return { authenticated: false, refusal: refusal! };
+      }
 
       const beat = await trx
         .insertInto("machine_agent_heartbeat")
@@ -283,20 +320,35 @@ export class Bmdb {
    * Records that an agent was started on the machine with this key, replacing
    * any older key: from now on only the new key authenticates.
    */
-  registerAgent(machineId: string, publicKey: Uint8Array): Promise<{ startedAt: Date; keyFingerprint: string }> {
+  registerAgent(machineId: string, publicKey: Uint8Array, by = "operator"): Promise<{ startedAt: Date; keyFingerprint: string }> {
     return this.#transact("registerAgent", async (trx) => {
-      const now = this.#clock();
       await requireMachine(trx, machineId);
-      const values = { agent_started_at: now, agent_public_key: publicKey };
-      await trx
-        .insertInto("machine_agent_started")
-        .values({ machine_id: machineId, ...values })
-        .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
-        .execute();
-      const fingerprint = keyFingerprint(publicKey);
-      await this.#event(trx, machineId, now, "agent_registered", { keyFingerprint: fingerprint });
-      return { startedAt: now, keyFingerprint: fingerprint };
+      return admitKey(trx, this.#notify, this.#clock(), machineId, publicKey, { state: "preauthorized", by, event: "agent_registered" });
     });
+  }
+
+  /** An operator accepts a pending (or rejected) key of the machine by fingerprint prefix (bmdb/admission.ts). */
+  acceptAgent(machineId: string, fingerprintPrefix: string, by: string): ReturnType<typeof acceptAgent> {
+    return this.#transact("acceptAgent", (trx) => acceptAgent(trx, this.#notify, this.#clock(), machineId, fingerprintPrefix, by));
+  }
+
+  /** An operator rejects a pending key of the machine by fingerprint prefix (bmdb/admission.ts). */
+  rejectAgent(machineId: string, fingerprintPrefix: string, by: string, reason: string | null): ReturnType<typeof rejectAgent> {
+    return this.#transact("rejectAgent", (trx) => rejectAgent(trx, this.#notify, this.#clock(), machineId, fingerprintPrefix, by, reason));
+  }
+
+  /** Pending and rejected keys, filtered, in pages. */
+  listAgentRequests(filter: RequestFilter, pageSize: number, after?: RequestCursor): ReturnType<typeof listRequests> {
+    return this.#transact("listAgentRequests", (trx) => listRequests(trx, filter, pageSize, after));
+  }
+
+  /** Creates and preauthorizes machines in bulk (bmdb/machine-import.ts). */
+  importMachines(entries: readonly ImportEntry[], by: string): Promise<ImportResult[]> {
+    return this.#transact("importMachines", (trx) => importMachines(trx, this.#notify, this.#clock(), entries, by));
+  }
+
+  get #notify(): boolean {
+    return this.#hub !== undefined;
   }
 
   /**
@@ -329,6 +381,8 @@ export class Bmdb {
       if (!gone) throw new AgentNotRegisteredError(machineId);
       await trx.deleteFrom("machine_agent_heartbeat").where("machine_id", "=", machineId).execute();
       const fingerprint = keyFingerprint(gone.agent_public_key);
+      // A revoked key is refused for good: its agent records no pending request.
+      await rejectKeyAfterRevocation(trx, now, machineId, gone.agent_public_key);
       await this.#event(trx, machineId, now, "agent_revoked", { keyFingerprint: fingerprint });
       return fingerprint;
     });
@@ -451,19 +505,8 @@ export class Bmdb {
   }
 
   /** Writes a history row and announces it; both commit or neither does. */
-  async #event(
-    trx: Transaction<Database>,
-    machineId: string,
-    at: Date,
-    event: MachineEventKind,
-    details: { [key: string]: JsonValue },
-  ): Promise<void> {
-    const e: MachineEvent = { eventId: newEventId(at), machineId, occurredAt: at, event, details };
-    await trx
-      .insertInto("machine_history")
-      .values({ event_id: e.eventId, machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
-      .execute();
-    if (this.#hub) await sql`select pg_notify(${EVENTS_CHANNEL}, ${encodeEvent(e)})`.execute(trx);
+  #event(trx: Transaction<Database>, machineId: string, at: Date, event: MachineEventKind, details: { [key: string]: JsonValue }): Promise<void> {
+    return writeHistory(trx, this.#notify, machineId, at, event, details);
   }
 
   /** Reads a machine with every tag. */
@@ -480,6 +523,8 @@ export class Bmdb {
           "p.provider_location",
           "s.agent_started_at",
           "s.agent_public_key",
+          "s.admission",
+          "s.admitted_by",
           "h.agent_heartbeat_at",
           "hw.reported_at as hw_reported_at",
           "hw.hardware_report_raw",
@@ -514,8 +559,11 @@ export class Bmdb {
                 startedAt: r.agent_started_at,
                 publicKey: r.agent_public_key,
                 keyFingerprint: keyFingerprint(r.agent_public_key),
+                admission: r.admission ?? "preauthorized",
+                admittedBy: r.admitted_by,
               }
             : null,
+        agentRequests: (await listRequests(trx, { machineId }, MACHINE_REQUESTS_SHOWN)).requests,
         agentHeartbeat: r.agent_heartbeat_at !== null ? { lastHeartbeatAt: r.agent_heartbeat_at } : null,
         hardwareReport:
           r.hw_reported_at !== null && r.hardware_report_raw !== null

@@ -30,6 +30,29 @@ export interface MachineAgentStartedTable {
   machine_id: string;
   agent_started_at: Timestamp;
   agent_public_key: Uint8Array;
+  /** How the key was admitted: registered ahead by an operator, or accepted when it asked. */
+  admission: ColumnType<AdmissionState, AdmissionState | undefined, AdmissionState>;
+  /** Who or what decided: an operator's certificate name, "import", or an enrollment CA. */
+  admitted_by: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+export type AdmissionState = "preauthorized" | "accepted";
+
+/** A key that asked to be admitted (pending) or was refused for good (rejected); at most one row per (machine, key). */
+export interface MachineAgentRequestTable {
+  machine_id: string;
+  agent_public_key: Uint8Array;
+  key_fingerprint: string;
+  state: "pending" | "rejected";
+  first_seen_at: Timestamp;
+  last_seen_at: Timestamp;
+  attempts: ColumnType<bigint, bigint | undefined, bigint>;
+  /** The last hardware report the refused agent carried, if any. */
+  hardware_report_raw: Uint8Array | null;
+  hardware_report_json: ColumnType<JsonValue | null, string | null, string | null>;
+  decided_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  decided_by: string | null;
+  reason: string | null;
 }
 
 export interface MachineAgentHeartbeatTable {
@@ -88,6 +111,7 @@ export interface Database {
   machine_installation_request: MachineInstallationRequestTable;
   machine_installation_report: MachineInstallationReportTable;
   machine_history: MachineHistoryTable;
+  machine_agent_request: MachineAgentRequestTable;
 }
 
 export type MachineRow = Selectable<MachinesTable>;

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from "kysely";
+import type { AdmissionBounds, Refusal } from "./admission.js";
 import type { Database } from "./database.js";
 import { EVENTS_CHANNEL } from "./events.js";
 import type { FleetThresholds } from "./fleet.js";
@@ -14,7 +15,10 @@ import { newEventId } from "./private/event-id.js";
 //   3. from those, write the history transitions (first heartbeat, resumed
 //      after stale) and announce them with pg_notify — in the same statement,
 //      so they commit with the heartbeats or not at all;
-//   4. return each authenticated machine's pending installation request.
+//   4. return each authenticated machine's pending installation request;
+//   5. only when some heartbeat did not authenticate: record those as pending
+//      requests within bounds (bmdb/admission.ts, migrations/0005), with a
+//      refusal reason each — nothing for an unknown machine or a rejected key.
 // A machine must appear at most once per batch (ON CONFLICT cannot touch a row
 // twice in one statement): the caller guarantees it.
 //
@@ -29,11 +33,12 @@ export interface BatchHeartbeat {
 }
 
 export type BatchOutcome =
-  | { authenticated: false }
+  | { authenticated: false; refusal: Refusal }
   | { authenticated: true; installationRequest: Uint8Array | null };
 
 interface Row {
   ord: string | number | bigint;
+  status: "ok" | Refusal;
   request_generation: bigint | null;
   request_raw: Uint8Array | null;
   report_generation: bigint | null;
@@ -46,6 +51,7 @@ export async function heartbeatBatch(
   db: Kysely<Database>,
   now: Date,
   thresholds: FleetThresholds,
+  bounds: AdmissionBounds,
   batch: readonly BatchHeartbeat[],
 ): Promise<BatchOutcome[]> {
   if (batch.length === 0) return [];
@@ -56,14 +62,20 @@ export async function heartbeatBatch(
   // (migrations/0004): PL/pgSQL keeps its plan, planning it per call cost more
   // than running it.
   const { rows } = await sql<Row>`
-    select out_ord as ord, out_request_generation as request_generation, out_request_raw as request_raw, out_report_generation as report_generation
+    select out_ord as ord, out_status as status, out_request_generation as request_generation, out_request_raw as request_raw, out_report_generation as report_generation
     from bmaas_heartbeat_batch(
       ${batch.map((b) => b.machineId)}::text[], ${batch.map((b) => hex(b.publicKey))}::text[], ${eventIds}::text[],
-      ${now}::timestamptz, ${staleBefore}::timestamptz, ${now.toISOString()}::text, ${EVENTS_CHANNEL}::text)
+      ${now}::timestamptz, ${staleBefore}::timestamptz, ${now.toISOString()}::text, ${EVENTS_CHANNEL}::text,
+      ${bounds.maxPendingPerMachine}::int, ${bounds.maxPendingTotal}::int)
   `.execute(db);
 
-  const outcomes: BatchOutcome[] = batch.map(() => ({ authenticated: false }));
+  // A row the refused-rows tail skipped was registered while the batch ran.
+  const outcomes: BatchOutcome[] = batch.map(() => ({ authenticated: false, refusal: "raced" }));
   for (const r of rows) {
+    if (r.status !== "ok") {
+      outcomes[Number(r.ord) - 1] = { authenticated: false, refusal: r.status };
+      continue;
+    }
     const pending = isInstallationPending(r.request_generation, r.report_generation);
     outcomes[Number(r.ord) - 1] = { authenticated: true, installationRequest: pending ? r.request_raw : null };
   }

@@ -1,0 +1,380 @@
+import { sql, type Kysely, type Transaction } from "kysely";
+import type { AdmissionState, Database, JsonValue } from "./database.js";
+import { BmdbError, MachineNotFoundError } from "./errors.js";
+import { EVENTS_CHANNEL } from "./events.js";
+import { keyFingerprint } from "./fingerprint.js";
+import { hardwareMatch, type HardwareMatch, type StoredReport } from "./hardware-match.js";
+import { writeHistory } from "./history-write.js";
+import { newEventId } from "./private/event-id.js";
+
+// Admission of agent keys: the pending requests refused heartbeats record,
+// and the decisions on them (accept, reject, automatic acceptance by an
+// enrollment CA). Free functions over a transaction; Bmdb wraps each in its
+// guarded SERIALIZABLE transaction. The schema and the SQL that records
+// refused heartbeats are in migrations/0005_admission.ts.
+
+/**
+ * Bounds on pending requests, so that refused heartbeats cannot fill the
+ * database: a machine holds at most maxPerMachine pending keys and the whole
+ * database maxTotal. Past a bound a new key is not recorded (it is still
+ * answered UNAUTHENTICATED, and counted); keys already pending keep being
+ * refreshed, and an operator's accept or reject frees the place. Concurrent
+ * batches check the bounds at READ COMMITTED, so they may overshoot by at most
+ * the refused rows of the batches in flight.
+ */
+export interface AdmissionBounds {
+  maxPendingPerMachine: number;
+  maxPendingTotal: number;
+}
+
+export const DEFAULT_ADMISSION_BOUNDS: AdmissionBounds = { maxPendingPerMachine: 8, maxPendingTotal: 10_000 };
+
+/** Why a heartbeat was refused, as the database saw it (the caller hears UNAUTHENTICATED for all). */
+export type Refusal = "unknown_machine" | "rejected" | "pending" | "pending_new" | "machine_full" | "total_full" | "raced";
+
+export const REFUSALS: readonly Refusal[] = ["unknown_machine", "rejected", "pending", "pending_new", "machine_full", "total_full", "raced"];
+
+/** A heartbeat that did not authenticate, with what it carried. */
+export interface RefusedHeartbeat {
+  machineId: string;
+  publicKey: Uint8Array;
+  hardwareReport?: { raw: Uint8Array; json: JsonValue } | undefined;
+}
+
+const stored = (raw: Uint8Array | null, json: JsonValue | null): StoredReport | null => (raw && json !== null ? { raw, json } : null);
+
+const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
+
+/** Records refused heartbeats (see bmaas_record_refused); one refusal each, in input order. */
+export async function recordRefused(
+  trx: Transaction<Database>,
+  now: Date,
+  bounds: AdmissionBounds,
+  rows: readonly RefusedHeartbeat[],
+): Promise<Refusal[]> {
+  const { rows: out } = await sql<{ ord: string | number | bigint; status: Refusal }>`
+    select out_ord as ord, out_status as status from bmaas_record_refused(
+      ${rows.map((r) => r.machineId)}::text[], ${rows.map((r) => hex(r.publicKey))}::text[],
+      ${rows.map((r) => (r.hardwareReport ? hex(r.hardwareReport.raw) : null))}::text[], ${rows.map((r) => (r.hardwareReport ? JSON.stringify(r.hardwareReport.json) : null))}::text[],
+      ${rows.map(() => newEventId(now))}::text[], ${now}::timestamptz, ${now.toISOString()}::text, ${EVENTS_CHANNEL}::text,
+      ${bounds.maxPendingPerMachine}::int, ${bounds.maxPendingTotal}::int)
+  `.execute(trx);
+  const result: Refusal[] = rows.map(() => "raced");
+  for (const r of out) result[Number(r.ord) - 1] = r.status;
+  return result;
+}
+
+/** No pending or rejected request of that machine matches the fingerprint. */
+export class AdmissionRequestNotFoundError extends BmdbError {
+  constructor(readonly machineId: string, readonly fingerprint: string) {
+    super(`machine ${machineId} has no pending or rejected key with fingerprint ${fingerprint}`);
+    this.name = "AdmissionRequestNotFoundError";
+  }
+}
+
+/** A fingerprint prefix that matches more than one key of the machine. */
+export class AmbiguousFingerprintError extends BmdbError {
+  constructor(readonly machineId: string, readonly fingerprint: string) {
+    super(`fingerprint ${fingerprint} matches more than one key of machine ${machineId}: give more digits`);
+    this.name = "AmbiguousFingerprintError";
+  }
+}
+
+/** Rejecting the key a machine currently authenticates with: that is a revocation. */
+export class CurrentKeyError extends BmdbError {
+  constructor(readonly machineId: string, readonly fingerprint: string) {
+    super(`key ${fingerprint} is the current key of machine ${machineId}: use bmctl agent revoke to refuse it`);
+    this.name = "CurrentKeyError";
+  }
+}
+
+/** How a key came to be admitted, for history and `machine get`. */
+export interface Admission {
+  state: AdmissionState;
+  /** Who decided: an operator's certificate name, "import", or "enrollment CA …". */
+  by: string;
+  /** The history event to write. */
+  event: "agent_registered" | "agent_accepted";
+  /** Extra history details (the CA that admitted a key, the hardware match). */
+  details?: { [key: string]: JsonValue };
+}
+
+/**
+ * Makes publicKey the machine's key. An older, different key is recorded as
+ * rejected ("replaced"), so that its agent is refused and asks no more; any
+ * request of the new key is gone (it is admitted now).
+ */
+export async function admitKey(
+  trx: Transaction<Database>,
+  notify: boolean,
+  now: Date,
+  machineId: string,
+  publicKey: Uint8Array,
+  admission: Admission,
+): Promise<{ startedAt: Date; keyFingerprint: string; previousKeyFingerprint: string | null }> {
+  const fingerprint = keyFingerprint(publicKey);
+  const previous = await trx.selectFrom("machine_agent_started").select("agent_public_key").where("machine_id", "=", machineId).executeTakeFirst();
+  const replaced = previous && !Buffer.from(previous.agent_public_key).equals(Buffer.from(publicKey)) ? previous.agent_public_key : null;
+  const values = { agent_started_at: now, agent_public_key: publicKey, admission: admission.state, admitted_by: admission.by };
+  await trx
+    .insertInto("machine_agent_started")
+    .values({ machine_id: machineId, ...values })
+    .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+    .execute();
+  await trx.deleteFrom("machine_agent_request").where("machine_id", "=", machineId).where("agent_public_key", "=", publicKey).execute();
+  const previousKeyFingerprint = replaced ? keyFingerprint(replaced) : null;
+  if (replaced) await rejectKey(trx, now, machineId, replaced, admission.by, `replaced by ${fingerprint}`);
+  await writeHistory(trx, notify, machineId, now, admission.event, {
+    keyFingerprint: fingerprint,
+    admission: admission.state,
+    by: admission.by,
+    ...(previousKeyFingerprint && { previousKeyFingerprint }),
+    ...admission.details,
+  });
+  return { startedAt: now, keyFingerprint: fingerprint, previousKeyFingerprint };
+}
+
+/** Records key as rejected for machineId (inserting or updating its request). */
+async function rejectKey(trx: Transaction<Database>, now: Date, machineId: string, key: Uint8Array, by: string, reason: string | null): Promise<void> {
+  const decision = { state: "rejected" as const, decided_at: now, decided_by: by, reason };
+  await trx
+    .insertInto("machine_agent_request")
+    .values({ machine_id: machineId, agent_public_key: key, key_fingerprint: keyFingerprint(key), first_seen_at: now, last_seen_at: now, attempts: 0n, hardware_report_raw: null, hardware_report_json: null, ...decision })
+    .onConflict((oc) => oc.columns(["machine_id", "agent_public_key"]).doUpdateSet(decision))
+    .execute();
+}
+
+/** Called by revokeAgent: the revoked key is refused for good and asks no more. */
+export function rejectKeyAfterRevocation(trx: Transaction<Database>, now: Date, machineId: string, key: Uint8Array): Promise<void> {
+  return rejectKey(trx, now, machineId, key, "operator", "revoked");
+}
+
+interface RequestRow {
+  agent_public_key: Uint8Array;
+  key_fingerprint: string;
+  state: "pending" | "rejected";
+  hardware_report_raw: Uint8Array | null;
+  hardware_report_json: JsonValue | null;
+}
+
+/** The one request of the machine whose fingerprint starts with prefix (lowercase hex). */
+async function requestByFingerprint(trx: Transaction<Database>, machineId: string, prefix: string): Promise<RequestRow> {
+  const rows = await trx
+    .selectFrom("machine_agent_request")
+    .select(["agent_public_key", "key_fingerprint", "state", "hardware_report_raw", "hardware_report_json"])
+    .where("machine_id", "=", machineId)
+    .where("key_fingerprint", "like", `${prefix}%`)
+    .limit(2)
+    .execute();
+  if (rows.length > 1) throw new AmbiguousFingerprintError(machineId, prefix);
+  if (!rows[0]) throw new AdmissionRequestNotFoundError(machineId, prefix);
+  return rows[0];
+}
+
+async function requireMachineRow(trx: Transaction<Database>, machineId: string): Promise<{ currentKey: Uint8Array | null }> {
+  const m = await trx
+    .selectFrom("machines as m")
+    .leftJoin("machine_agent_started as s", "s.machine_id", "m.machine_id")
+    .select("s.agent_public_key")
+    .where("m.machine_id", "=", machineId)
+    .executeTakeFirst();
+  if (!m) throw new MachineNotFoundError(machineId);
+  return { currentKey: m.agent_public_key };
+}
+
+/**
+ * An operator accepts the pending (or earlier rejected) key of the machine
+ * whose fingerprint starts with prefix: it becomes the machine's key, the old
+ * one is refused from then on. Accepting the current key again changes nothing.
+ */
+export async function acceptAgent(
+  trx: Transaction<Database>,
+  notify: boolean,
+  now: Date,
+  machineId: string,
+  prefix: string,
+  by: string,
+): Promise<{ keyFingerprint: string; previousKeyFingerprint: string | null; hardwareMatch: HardwareMatch; alreadyAccepted: boolean }> {
+  const { currentKey } = await requireMachineRow(trx, machineId);
+  if (currentKey && keyFingerprint(currentKey).startsWith(prefix)) {
+    return { keyFingerprint: keyFingerprint(currentKey), previousKeyFingerprint: null, hardwareMatch: "no_report", alreadyAccepted: true };
+  }
+  const request = await requestByFingerprint(trx, machineId, prefix);
+  const accepted = await trx
+    .selectFrom("machine_hardware_report")
+    .select(["hardware_report_raw", "hardware_report_json"])
+    .where("machine_id", "=", machineId)
+    .executeTakeFirst();
+  const match = hardwareMatch(stored(request.hardware_report_raw, request.hardware_report_json), stored(accepted?.hardware_report_raw ?? null, accepted?.hardware_report_json ?? null));
+  const r = await admitKey(trx, notify, now, machineId, request.agent_public_key, {
+    state: "accepted",
+    by,
+    event: "agent_accepted",
+    details: { via: "operator", hardwareMatch: match },
+  });
+  return { keyFingerprint: r.keyFingerprint, previousKeyFingerprint: r.previousKeyFingerprint, hardwareMatch: match, alreadyAccepted: false };
+}
+
+/**
+ * An operator rejects a pending key: it stays refused, and its heartbeats
+ * record nothing more. Rejecting a rejected key again changes nothing.
+ */
+export async function rejectAgent(
+  trx: Transaction<Database>,
+  notify: boolean,
+  now: Date,
+  machineId: string,
+  prefix: string,
+  by: string,
+  reason: string | null,
+): Promise<{ keyFingerprint: string; alreadyRejected: boolean }> {
+  const { currentKey } = await requireMachineRow(trx, machineId);
+  if (currentKey && keyFingerprint(currentKey).startsWith(prefix)) throw new CurrentKeyError(machineId, keyFingerprint(currentKey));
+  const request = await requestByFingerprint(trx, machineId, prefix);
+  if (request.state === "rejected") return { keyFingerprint: request.key_fingerprint, alreadyRejected: true };
+  await rejectKey(trx, now, machineId, request.agent_public_key, by, reason);
+  await writeHistory(trx, notify, machineId, now, "agent_rejected", { keyFingerprint: request.key_fingerprint, by, ...(reason && { reason }) });
+  return { keyFingerprint: request.key_fingerprint, alreadyRejected: false };
+}
+
+/**
+ * Automatic admission: the agent's certificate chains to an enrollment CA and
+ * names this machine. Admits the key unless the machine does not exist or an
+ * operator rejected this very key (an operator's decision wins over the CA).
+ * An existing different key is replaced: the CA vouches for which key is the
+ * machine's agent, and a reinstalled machine with a freshly signed certificate
+ * is the case this path automates. Returns whether the key was admitted.
+ */
+export async function admitByEnrollment(
+  trx: Transaction<Database>,
+  notify: boolean,
+  now: Date,
+  machineId: string,
+  publicKey: Uint8Array,
+  ca: string,
+): Promise<boolean> {
+  const m = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
+  if (!m) return false;
+  const rejected = await trx
+    .selectFrom("machine_agent_request")
+    .select("state")
+    .where("machine_id", "=", machineId)
+    .where("agent_public_key", "=", publicKey)
+    .where("state", "=", "rejected")
+    .executeTakeFirst();
+  if (rejected) return false;
+  await admitKey(trx, notify, now, machineId, publicKey, { state: "accepted", by: `enrollment CA ${ca}`, event: "agent_accepted", details: { via: "enrollment_ca", ca } });
+  return true;
+}
+
+/** One request, as operators see it. */
+export interface AgentRequestView {
+  machineId: string;
+  keyFingerprint: string;
+  publicKey: Uint8Array;
+  state: "pending" | "rejected";
+  firstSeenAt: Date;
+  lastSeenAt: Date;
+  attempts: bigint;
+  /** The machine's current key, when it has one: a pending key then means a re-keyed agent. */
+  currentKeyFingerprint: string | null;
+  /** The pending agent's hardware report against the machine's last accepted one. */
+  hardwareMatch: HardwareMatch;
+  hasHardwareReport: boolean;
+  provider: string | null;
+  providerId: string | null;
+  decidedAt: Date | null;
+  decidedBy: string | null;
+  reason: string | null;
+}
+
+export interface RequestFilter {
+  state?: "pending" | "rejected";
+  machineId?: string;
+  provider?: string;
+  /** Only requests of machines that already have a key (re-keyed agents), or only of those without. */
+  rekeyed?: boolean;
+}
+
+export interface RequestCursor {
+  machineId: string;
+  keyFingerprint: string;
+}
+
+/** Requests in (machine, fingerprint) order, a page at a time. */
+export async function listRequests(
+  db: Kysely<Database> | Transaction<Database>,
+  filter: RequestFilter,
+  pageSize: number,
+  after?: RequestCursor,
+): Promise<{ requests: AgentRequestView[]; next: RequestCursor | undefined }> {
+  let q = db
+    .selectFrom("machine_agent_request as r")
+    .leftJoin("machine_agent_started as s", "s.machine_id", "r.machine_id")
+    .leftJoin("machine_provided as p", "p.machine_id", "r.machine_id")
+    .leftJoin("machine_hardware_report as hw", "hw.machine_id", "r.machine_id")
+    .select([
+      "r.machine_id",
+      "r.key_fingerprint",
+      "r.agent_public_key",
+      "r.state",
+      "r.first_seen_at",
+      "r.last_seen_at",
+      "r.attempts",
+      "r.hardware_report_raw",
+      "r.hardware_report_json",
+      "r.decided_at",
+      "r.decided_by",
+      "r.reason",
+      "s.agent_public_key as current_key",
+      "p.provider",
+      "p.provider_id",
+      "hw.hardware_report_raw as accepted_raw",
+      "hw.hardware_report_json as accepted_json",
+    ]);
+  if (filter.state) q = q.where("r.state", "=", filter.state);
+  if (filter.machineId) q = q.where("r.machine_id", "=", filter.machineId);
+  if (filter.provider !== undefined) q = q.where("p.provider", "=", filter.provider);
+  if (filter.rekeyed !== undefined) q = q.where("s.machine_id", filter.rekeyed ? "is not" : "is", null);
+  if (after) {
+    q = q.where((eb) =>
+      eb.or([eb("r.machine_id", ">", after.machineId), eb.and([eb("r.machine_id", "=", after.machineId), eb("r.key_fingerprint", ">", after.keyFingerprint)])]),
+    );
+  }
+  const rows = await q.orderBy("r.machine_id").orderBy("r.key_fingerprint").limit(pageSize + 1).execute();
+  const requests = rows.slice(0, pageSize).map(
+    (r): AgentRequestView => ({
+      machineId: r.machine_id,
+      keyFingerprint: r.key_fingerprint,
+      publicKey: r.agent_public_key,
+      state: r.state,
+      firstSeenAt: r.first_seen_at,
+      lastSeenAt: r.last_seen_at,
+      attempts: BigInt(r.attempts),
+      currentKeyFingerprint: r.current_key ? keyFingerprint(r.current_key) : null,
+      hardwareMatch: hardwareMatch(stored(r.hardware_report_raw, r.hardware_report_json), stored(r.accepted_raw, r.accepted_json)),
+      hasHardwareReport: r.hardware_report_raw !== null,
+      provider: r.provider,
+      providerId: r.provider_id,
+      decidedAt: r.decided_at,
+      decidedBy: r.decided_by,
+      reason: r.reason,
+    }),
+  );
+  const last = requests.at(-1);
+  return { requests, next: rows.length > pageSize && last ? { machineId: last.machineId, keyFingerprint: last.keyFingerprint } : undefined };
+}
+
+/** Counts of requests by state, for fleet stats and metrics. */
+export async function countRequests(db: Kysely<Database> | Transaction<Database>): Promise<{ pending: number; rejected: number; rekeyedPending: number }> {
+  const r = await db
+    .selectFrom("machine_agent_request as r")
+    .leftJoin("machine_agent_started as s", "s.machine_id", "r.machine_id")
+    .select((eb) => [
+      eb.fn.count<string>("r.machine_id").filterWhere("r.state", "=", "pending").as("pending"),
+      eb.fn.count<string>("r.machine_id").filterWhere("r.state", "=", "rejected").as("rejected"),
+      eb.fn.count<string>("r.machine_id").filterWhere((w) => w.and([w("r.state", "=", "pending"), w("s.machine_id", "is not", null)])).as("rekeyed"),
+    ])
+    .executeTakeFirstOrThrow();
+  return { pending: Number(r.pending), rejected: Number(r.rejected), rekeyedPending: Number(r.rekeyed) };
+}
