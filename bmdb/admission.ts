@@ -365,8 +365,15 @@ export async function listRequests(
   return { requests, next: rows.length > pageSize && last ? { machineId: last.machineId, keyFingerprint: last.keyFingerprint } : undefined };
 }
 
+export interface AdmissionCounts {
+  pending: number;
+  /** Pending keys of machines that already have a key: re-keyed agents. */
+  rekeyedPending: number;
+  rejected: number;
+}
+
 /** Counts of requests by state, for fleet stats and metrics. */
-export async function countRequests(db: Kysely<Database> | Transaction<Database>): Promise<{ pending: number; rejected: number; rekeyedPending: number }> {
+export async function countRequests(db: Kysely<Database> | Transaction<Database>): Promise<AdmissionCounts> {
   const r = await db
     .selectFrom("machine_agent_request as r")
     .leftJoin("machine_agent_started as s", "s.machine_id", "r.machine_id")

@@ -75,6 +75,8 @@ export type HeartbeatResult =
       authenticated: true;
       /** The serialized pending OSInstallationRequest, or null when nothing is pending. */
       installationRequest: Uint8Array | null;
+      /** Set when this heartbeat's enrollment claim admitted the key. */
+      enrolled?: true;
     };
 
 export interface CreateMachineInput {
@@ -199,7 +201,9 @@ export class Bmdb {
         .where("s.agent_public_key", "=", input.publicKey)
         .executeTakeFirst();
       let row = await authenticate();
+      let enrolled = false;
       if (!row && input.enrollment && (await admitByEnrollment(trx, this.#notify, now, input.machineId, input.publicKey, input.enrollment.ca))) {
+        enrolled = true;
         row = await authenticate();
       }
       if (!row) {
@@ -283,7 +287,7 @@ export class Bmdb {
       }
 
       const pending = isInstallationPending(row.requestGeneration, reportGeneration);
-      return { authenticated: true, installationRequest: pending ? row.requestRaw : null };
+      return { authenticated: true, installationRequest: pending ? row.requestRaw : null, ...(enrolled && { enrolled: true as const }) };
     });
   }
 

@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
 import { booleanOption, numberArg } from "../lib/flags.js";
+import { DEFAULT_ADMISSION_BOUNDS } from "./admission.js";
 import type { OpenOptions } from "./open.js";
 
 /** The flags that pick and tune the machine database, with env fallbacks. */
@@ -10,6 +11,8 @@ export interface BmdbFlags {
   dbMaxAttempts?: number;
   heartbeatStaleAfter?: number;
   recoveryAfter?: number;
+  admissionMaxPendingPerMachine?: number;
+  admissionMaxPendingTotal?: number;
 }
 
 /** Commander names the flag and value in its own message; ours says what is wrong. */
@@ -45,6 +48,18 @@ export const BmdbConfig = {
           .env("BMAAS_RECOVERY_AFTER")
           .argParser(positiveInt)
           .default(1800),
+      )
+      .addOption(
+        new Option("--admission-max-pending-per-machine <n>", "pending keys recorded per machine; past it new keys are refused without a record")
+          .env("BMAAS_ADMISSION_MAX_PENDING_PER_MACHINE")
+          .argParser(positiveInt)
+          .default(DEFAULT_ADMISSION_BOUNDS.maxPendingPerMachine),
+      )
+      .addOption(
+        new Option("--admission-max-pending-total <n>", "pending keys recorded in all; past it new keys are refused without a record")
+          .env("BMAAS_ADMISSION_MAX_PENDING_TOTAL")
+          .argParser(positiveInt)
+          .default(DEFAULT_ADMISSION_BOUNDS.maxPendingTotal),
       );
   },
 
@@ -62,6 +77,10 @@ export const BmdbConfig = {
         thresholds: {
           heartbeatFreshMs: (flags.heartbeatStaleAfter ?? 600) * 1000,
           recoveryAfterMs: (flags.recoveryAfter ?? 1800) * 1000,
+        },
+        admission: {
+          maxPendingPerMachine: flags.admissionMaxPendingPerMachine ?? DEFAULT_ADMISSION_BOUNDS.maxPendingPerMachine,
+          maxPendingTotal: flags.admissionMaxPendingTotal ?? DEFAULT_ADMISSION_BOUNDS.maxPendingTotal,
         },
       },
     };

@@ -1,4 +1,5 @@
 import { sql, type ExpressionBuilder, type Kysely, type SqlBool, type Expression } from "kysely";
+import { countRequests, type AdmissionCounts } from "./admission.js";
 import type { Database } from "./database.js";
 
 // Fleet-wide reads for operators: filtered, keyset-paginated machine lists and
@@ -168,6 +169,8 @@ export interface HardwareTotals {
 export interface FleetStats {
   counters: FleetCounters;
   hardware: HardwareTotals[];
+  /** Admission requests by state (bmdb/admission.ts). */
+  admission: AdmissionCounts;
 }
 
 /** The fleet counters of the original, and hardware totals by provider and location. */
@@ -208,6 +211,7 @@ export async function fleetStats(db: Kysely<Database>, now: Date, t: FleetThresh
     .execute();
 
   return {
+    admission: await countRequests(db),
     counters: {
       machines: n(c.machines),
       provided: n(c.provided),

@@ -15,3 +15,14 @@ export type { Backend, OpenOptions } from "./open.js";
 export type { TransactionStats } from "./private/transact.js";
 export type { DatabaseState } from "./private/breaker.js";
 export { BmdbConfig, type BmdbFlags } from "./config.js";
+export {
+  AdmissionRequestNotFoundError,
+  AmbiguousFingerprintError,
+  CurrentKeyError,
+  DEFAULT_ADMISSION_BOUNDS,
+  REFUSALS,
+} from "./admission.js";
+export type { AdmissionBounds, AdmissionCounts, AgentRequestView, Refusal, RequestCursor, RequestFilter } from "./admission.js";
+export type { AdmissionState } from "./database.js";
+export type { HardwareMatch } from "./hardware-match.js";
+export type { ImportEntry, ImportOutcome, ImportResult } from "./machine-import.js";

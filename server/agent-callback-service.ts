@@ -2,7 +2,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { DurationSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
-import { DatabaseUnavailableError } from "../bmdb/index.js";
+import { DatabaseUnavailableError, type Refusal } from "../bmdb/index.js";
 import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
 import { AgentCallback, HeartbeatResponseSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { AgentCall, AgentCallHandler } from "./agent-listener.js";
@@ -24,6 +24,10 @@ export interface AgentCallbackDeps {
   baseIntervalMs: number;
   /** Told of every finished call with the status the caller actually received. */
   observe: (code: Code, seconds: number) => void;
+  /** Told why the database refused a heartbeat (the caller hears UNAUTHENTICATED for all). */
+  onRefusal?: (refusal: Refusal) => void;
+  /** Told of every key an enrollment CA admitted. */
+  onEnrolled?: () => void;
 }
 
 // One answer for every authentication failure after the transport check, so
@@ -68,15 +72,28 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
     const body = await readUnaryMessage(stream, deps.maxRequestBytes, bodyBy - Date.now());
     const parsed = parseHeartbeatRequest(body);
     const live = () => isOpen(stream) && (call.deadline === undefined || Date.now() < call.deadline);
-    const result = await queue.submit({ ...parsed, publicKey: connection.identity.publicKey }, live);
+    const identity = connection.identity;
+    // A certificate that names this machine and chains to an enrollment CA:
+    // the heartbeat may admit the key, until one was answered OK on this connection.
+    const claim = identity.enrollment;
+    const enrollment = claim && !connection.enrolled && claim.machineId === parsed.machineId ? { ca: claim.ca } : undefined;
+    const result = await queue.submit({ ...parsed, publicKey: identity.publicKey, ...(enrollment && { enrollment }) }, live);
     if (result === undefined) {
       // The caller's deadline passed (or it left) before its heartbeat was
       // written: nothing was written, and a caller still listening hears so.
       throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded before the heartbeat was written");
     }
     if (!result.authenticated) {
-      logger.warn({ peer: connection.remoteAddress, machineId: parsed.machineId, keyFingerprint: connection.identity.keyFingerprint }, "agent refused: not registered");
+      deps.onRefusal?.(result.refusal);
+      logger.warn(
+        { peer: connection.remoteAddress, machineId: parsed.machineId, keyFingerprint: identity.keyFingerprint, refusal: result.refusal },
+        "agent refused: not registered",
+      );
       throw new WireStatus(Code.UNAUTHENTICATED, NOT_REGISTERED);
+    }
+    if (enrollment) {
+      connection.enrolled = true;
+      if (result.enrolled) deps.onEnrolled?.();
     }
     const response = encodeResponse(result.installationRequest, queue.pacedIntervalMs(deps.baseIntervalMs));
     finish(call, Code.OK, sendMessage(stream, response));

@@ -2,6 +2,7 @@ import { hkdfSync } from "node:crypto";
 import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
+import type { EnrollmentCa } from "./enrollment-ca.js";
 import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
 
 // Admission of raw connections to the agent listener, before HTTP/2: caps on
@@ -34,6 +35,11 @@ export interface AgentConnection {
   readonly identity: PeerIdentity;
   readonly remoteAddress: string;
   readonly openedAt: number;
+  /**
+   * Set once a heartbeat with the identity's enrollment claim was answered
+   * OK: the key is admitted, later heartbeats take the batch path.
+   */
+  enrolled: boolean;
   /**
    * Ends the connection now. Once HTTP/2 owns the socket, destroying the
    * socket no longer closes it: the listener points this at the session.
@@ -89,14 +95,16 @@ export class ConnectionGate {
   // Never listens: server-side TLS sockets take ALPN and session-ticket
   // settings from a tls.Server, so ours are made with this one.
   readonly #tlsServer: TlsServer;
+  readonly #enrollmentCas: readonly EnrollmentCa[];
   readonly #pendingTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout; kill: { current: () => void } }>();
 
   constructor(
     private readonly limits: ConnectionLimits,
-    tls: { cert: string; key: string },
+    tls: { cert: string; key: string; enrollmentCas?: readonly EnrollmentCa[] },
     private readonly ready: (socket: Socket, connection: AgentConnection) => void,
     private readonly logger: Logger,
   ) {
+    this.#enrollmentCas = tls.enrollmentCas ?? [];
     // grpc-go refuses servers that do not negotiate h2 by ALPN.
     this.#tlsServer = createTlsServer({
       cert: tls.cert,
@@ -192,7 +200,7 @@ export class ConnectionGate {
       return;
     }
     pending.handshakeOver();
-    const identity = identifyTlsPeer(tls);
+    const identity = identifyTlsPeer(tls, this.#enrollmentCas);
     if (identity.kind === "agent") {
       clearTimeout(pending.deadline);
       this.counts.authenticated++;
@@ -209,6 +217,7 @@ export class ConnectionGate {
       identity,
       remoteAddress,
       openedAt: Date.now(),
+      enrolled: false,
       get kill() {
         return kill.current;
       },

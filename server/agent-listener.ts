@@ -1,6 +1,7 @@
 import { createServer as createH2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
+import type { EnrollmentCa } from "./enrollment-ca.js";
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, connectionOf, type AgentConnection, type ConnectionCounts, type ConnectionLimits } from "./agent-connections.js";
 import { checkRequestHeaders, Code, parseGrpcTimeout, sendStatus, WireStatus } from "./grpc-wire.js";
 import { listen, stopListening, type ListenAddress } from "./listen.js";
@@ -53,6 +54,8 @@ export interface AgentListenerOptions {
   address: ListenAddress;
   cert: string;
   key: string;
+  /** CAs whose certificates admit agents automatically (./enrollment-ca.ts). */
+  enrollmentCas?: readonly EnrollmentCa[];
   paths: ReadonlySet<string>;
   handler: AgentCallHandler;
   onRefused?: RefusalObserver;
@@ -196,7 +199,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
   }, Math.max(100, Math.min(5000, limits.keepaliveMs / 4, limits.idleTimeoutMs / 4, limits.maxConnectionAgeMs > 0 ? limits.maxConnectionAgeMs / 4 : 5000)));
   sweep.unref();
 
-  const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key }, (socket) => h2.emit("connection", socket), logger);
+  const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key, enrollmentCas: options.enrollmentCas ?? [] }, (socket) => h2.emit("connection", socket), logger);
   const server = await listen(options.address, "agents", gate.accept);
   // The kernel's own cap, in case the gate's bookkeeping is ever behind.
   server.maxConnections = limits.maxConnections + limits.maxHandshakes;

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadOrCreateDevCerts } from "../lib/certs.js";
 import { booleanOption, MAX_TIMER_SECONDS, numberArg } from "../lib/flags.js";
+import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
 
@@ -13,6 +14,7 @@ export interface ServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   operatorCa?: string;
+  enrollmentCa?: string[];
   devCerts?: string;
   maxRequestBytes: number;
   shutdownGrace: number;
@@ -66,6 +68,11 @@ export const ServerConfig = {
       .addOption(new Option("--tls-cert <file>", "PEM certificate the server presents").env("BMAAS_TLS_CERT"))
       .addOption(new Option("--tls-key <file>", "PEM private key of --tls-cert").env("BMAAS_TLS_KEY"))
       .addOption(new Option("--operator-ca <file>", "PEM CA that operator client certificates must chain to").env("BMAAS_OPERATOR_CA"))
+      .addOption(
+        new Option("--enrollment-ca <file>", "PEM CA whose agent certificates are admitted automatically (repeatable; env: files separated by commas)")
+          .env("BMAAS_ENROLLMENT_CA")
+          .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(",").filter((f) => f !== "")]),
+      )
       .addOption(
         new Option("--dev-certs <dir>", "development PKI: created in DIR on first start, reused later (instead of the three TLS flags)").env(
           "BMAAS_DEV_CERTS",
@@ -197,6 +204,7 @@ export const ServerConfig = {
         keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,
       },
       heartbeatQueue: { maxInflight: flags.agentMaxInflight, budgetPerSecond: flags.heartbeatBudget },
+      enrollmentCas: (flags.enrollmentCa ?? []).flatMap((f) => parseEnrollmentCas(f, readPem("--enrollment-ca", f))),
       logLevel: flags.logLevel,
     };
     if (flags.devCerts) {

@@ -120,7 +120,8 @@ export class HeartbeatQueue {
   submit(input: HeartbeatInput, live: () => boolean): Promise<HeartbeatResult | undefined> {
     this.#inflight++;
     const done = <T>(p: Promise<T>) => p.finally(() => this.#inflight--);
-    if (input.hardwareReport || input.installationReport) {
+    // An enrollment claim may admit the key: its own transaction too (once per connection).
+    if (input.hardwareReport || input.installationReport || input.enrollment) {
       this.counters.single++;
       return done(this.bmdb.heartbeat(input));
     }

@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { AdmissionMetrics } from "./admission-metrics.js";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { Bmdb, TransactionStats } from "../bmdb/index.js";
@@ -30,6 +31,7 @@ function mirrorCounter(registry: Registry, name: string, help: string, read: () 
 
 export class ServerMetrics {
   readonly registry = new Registry();
+  readonly admission = new AdmissionMetrics(this.registry);
   readonly #rpcSeconds: Histogram<"service" | "method" | "code">;
   readonly #heartbeats: Counter<"code">;
   readonly #fleet: Gauge<"state">;
@@ -126,6 +128,7 @@ export class ServerMetrics {
       ["pending_recovery", c.pendingRecovery],
     ];
     for (const [state, v] of states) this.#fleet.set({ state }, v);
+    this.admission.requests(s.admission);
     for (const g of [this.#hwNodes, this.#hwThreads, this.#hwMemory]) g.reset();
     for (const h of s.hardware) {
       const labels = { provider: h.provider, location: h.location };

@@ -9,6 +9,7 @@ import {
   type MachineSchema,
   type MachineSummarySchema,
 } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { ADMISSION_STATES, agentRequestMessage } from "./operator-admission.js";
 import { AgentHardwareReportSchema, OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 
 // Conversions from bmdb's domain values to operator API messages.
@@ -33,8 +34,11 @@ export function machineMessage(m: MachineView, now: Date): MessageInitShape<type
         startedAt: timestampFromDate(m.agentStarted.startedAt),
         publicKey: m.agentStarted.publicKey,
         keyFingerprint: m.agentStarted.keyFingerprint,
+        admission: ADMISSION_STATES[m.agentStarted.admission],
+        admittedBy: m.agentStarted.admittedBy ?? "",
       },
     }),
+    agentRequests: m.agentRequests.map(agentRequestMessage),
     ...(m.agentHeartbeat && {
       agentHeartbeat: {
         lastHeartbeatAt: timestampFromDate(m.agentHeartbeat.lastHeartbeatAt),
@@ -111,6 +115,9 @@ export function fleetStatsMessage(s: FleetStats): MessageInitShape<typeof FleetS
     installed: BigInt(c.installed),
     pendingAgentStart: BigInt(c.pendingAgentStart),
     pendingRecovery: BigInt(c.pendingRecovery),
+    agentsPending: BigInt(s.admission.pending),
+    agentsPendingRekeyed: BigInt(s.admission.rekeyedPending),
+    agentsRejected: BigInt(s.admission.rejected),
     hardware: s.hardware.map((h) => ({
       provider: h.provider,
       location: h.location,

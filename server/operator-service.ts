@@ -7,6 +7,8 @@ import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bm
 import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { ServiceHandlers } from "../lib/grpc-adapter.js";
+import type { Decision } from "./admission-metrics.js";
+import { admissionHandlers, operatorName } from "./operator-admission.js";
 import { fleetStatsMessage, HEARTBEAT_STATES, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { RpcError } from "./rpc-error.js";
@@ -17,17 +19,19 @@ export interface OperatorDeps {
   watch: WatchOptions;
   /** Aborted when the server stops, which ends every watch stream. */
   stopping: AbortSignal;
+  /** Told of admission decisions (for metrics). */
+  onDecision?: (d: Decision, n?: number) => void;
 }
 
 const DB_HEARTBEAT_STATES = Object.fromEntries(Object.entries(HEARTBEAT_STATES).map(([k, v]) => [v, k])) as Record<HeartbeatState, DbHeartbeatState>;
 
-function machineIdArg(id: string): string {
+export function machineIdArg(id: string): string {
   if (!isUuid(id)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `machine_id "${id}" is not a UUID`);
   return id.toLowerCase();
 }
 
 /** Rejects anything but a valid Ed25519 point, so typos fail here, not at the agent. */
-function publicKeyArg(key: Uint8Array): Uint8Array {
+export function publicKeyArg(key: Uint8Array): Uint8Array {
   if (key.length !== 32) {
     throw new RpcError(grpc.status.INVALID_ARGUMENT, `public_key must be 32 bytes (raw Ed25519), got ${key.length}`);
   }
@@ -48,6 +52,7 @@ function publicKeyArg(key: Uint8Array): Uint8Array {
 export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof OperatorService)["method"]> {
   const { bmdb } = deps;
   return {
+    ...admissionHandlers(bmdb, { machineIdArg, publicKeyArg, onDecision: deps.onDecision ?? (() => {}) }),
     async listMachines(req) {
       const size = pageSize(req.pageSize, 100, 1000);
       const after = decodePageToken(req.pageToken, ["after"])?.after;
@@ -123,10 +128,11 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       return { machineId };
     },
 
-    async registerAgent(req) {
+    async registerAgent(req, call) {
       const machineId = machineIdArg(req.machineId);
       const key = publicKeyArg(req.publicKey);
-      const r = await bmdb.registerAgent(machineId, key);
+      const r = await bmdb.registerAgent(machineId, key, operatorName(call));
+      deps.onDecision?.({ decision: "preauthorized", via: "operator" });
       return { keyFingerprint: r.keyFingerprint, startedAt: timestampFromDate(r.startedAt) };
     },
 

@@ -2,6 +2,9 @@ import * as grpc from "@grpc/grpc-js";
 import type { DescMethod } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import {
+  AdmissionRequestNotFoundError,
+  AmbiguousFingerprintError,
+  CurrentKeyError,
   AgentNotRegisteredError,
   DatabaseUnavailableError,
   MachineNotFoundError,
@@ -29,6 +32,9 @@ export class RpcError extends Error {
 export function statusMapper(logger: Logger) {
   return (error: unknown, method: DescMethod): Partial<grpc.StatusObject> => {
     if (error instanceof RpcError) return { code: error.code, details: error.message };
+    if (error instanceof AdmissionRequestNotFoundError) return { code: grpc.status.NOT_FOUND, details: error.message };
+    if (error instanceof AmbiguousFingerprintError) return { code: grpc.status.INVALID_ARGUMENT, details: error.message };
+    if (error instanceof CurrentKeyError) return { code: grpc.status.FAILED_PRECONDITION, details: error.message };
     if (error instanceof MachineNotFoundError) return { code: grpc.status.NOT_FOUND, details: error.message };
     if (error instanceof ProviderIdTakenError) return { code: grpc.status.ALREADY_EXISTS, details: error.message };
     if (error instanceof AgentNotRegisteredError || error instanceof NotProvidedError) {

@@ -10,6 +10,7 @@ import type { Logger } from "pino";
 import type { Bmdb } from "../bmdb/index.js";
 import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import type { EnrollmentCa } from "./enrollment-ca.js";
 import { HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
 import { listenForAgents, type AgentListener, type AgentListenerLimits } from "./agent-listener.js";
 import type { ConnectionCounts } from "./agent-connections.js";
@@ -32,6 +33,8 @@ export interface ServerOptions {
   serverKey: string;
   /** PEM CA that operator client certificates must chain to. */
   operatorCa: string;
+  /** CAs whose agent certificates are admitted on their first heartbeat (server/enrollment-ca.ts). */
+  enrollmentCas?: readonly EnrollmentCa[];
   /** Larger operator requests are refused with RESOURCE_EXHAUSTED before any handler runs. */
   maxRequestBytes: number;
   /** Larger agent requests are refused with RESOURCE_EXHAUSTED before their body is read (default 256 KiB). */
@@ -111,6 +114,7 @@ export class BmaasServer {
         address: parseListenAddress(options.publicListenAddress),
         cert: options.serverCert,
         key: options.serverKey,
+        enrollmentCas: options.enrollmentCas ?? [],
         paths: HEARTBEAT_PATHS,
         handler: heartbeatHandler({
           queue,
@@ -118,6 +122,8 @@ export class BmaasServer {
           maxRequestBytes: options.agentMaxRequestBytes ?? 256 * 1024,
           baseIntervalMs: options.agentHeartbeatIntervalMs ?? 0,
           observe: observeHeartbeat,
+          onRefusal: (r) => metrics.admission.refused(r),
+          onEnrolled: () => metrics.admission.decided({ decision: "accepted", via: "enrollment_ca" }),
         }),
         onRefused: (code) => observeHeartbeat(code, 0),
         ...(options.agentLimits && { limits: options.agentLimits }),
@@ -131,7 +137,7 @@ export class BmaasServer {
       const operator = operatorHandlers({ bmdb, watch: {
           maxQueued: options.watchMaxQueued ?? 1000,
           onListenError: (err) => logger.warn({ err: (err as Error).message }, "watch: cannot listen for machine events"),
-        }, stopping: stopping.signal });
+        }, stopping: stopping.signal, onDecision: (d, n) => metrics.admission.decided(d, n) });
       internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operator, toStatus, observe));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);

@@ -19,7 +19,383 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file bmaas/operator/v1/operator.proto.
  */
 export const file_bmaas_operator_v1_operator: GenFile = /*@__PURE__*/
-  fileDesc("CiBibWFhcy9vcGVyYXRvci92MS9vcGVyYXRvci5wcm90bxIRYm1hYXMub3BlcmF0b3IudjEiwgIKE0xpc3RNYWNoaW5lc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSOgoPaGVhcnRiZWF0X3N0YXRlGAMgASgOMiEuYm1hYXMub3BlcmF0b3IudjEuSGVhcnRiZWF0U3RhdGUSGwoObmVlZHNfcmVjb3ZlcnkYBCABKAhIAIgBARIVCghwcm92aWRlchgFIAEoCUgBiAEBEiAKE2hhc19oYXJkd2FyZV9yZXBvcnQYBiABKAhIAogBARIhChRwZW5kaW5nX2luc3RhbGxhdGlvbhgHIAEoCEgDiAEBQhEKD19uZWVkc19yZWNvdmVyeUILCglfcHJvdmlkZXJCFgoUX2hhc19oYXJkd2FyZV9yZXBvcnRCFwoVX3BlbmRpbmdfaW5zdGFsbGF0aW9uImQKFExpc3RNYWNoaW5lc1Jlc3BvbnNlEjMKCG1hY2hpbmVzGAEgAygLMiEuYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZVN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokDCg5NYWNoaW5lU3VtbWFyeRISCgptYWNoaW5lX2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHByb3ZpZGVyGAMgASgJEhMKC3Byb3ZpZGVyX2lkGAQgASgJEhAKCGxvY2F0aW9uGAUgASgJEjQKEGFnZW50X3N0YXJ0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6Cg9oZWFydGJlYXRfc3RhdGUYCCABKA4yIS5ibWFhcy5vcGVyYXRvci52MS5IZWFydGJlYXRTdGF0ZRIWCg5uZWVkc19yZWNvdmVyeRgJIAEoCBIbChNoYXNfaGFyZHdhcmVfcmVwb3J0GAogASgIEhwKFGluc3RhbGxhdGlvbl9wZW5kaW5nGAsgASgIIigKElJldm9rZUFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJIi4KE1Jldm9rZUFnZW50UmVzcG9uc2USFwoPa2V5X2ZpbmdlcnByaW50GAEgASgJIioKFERlbGV0ZU1hY2hpbmVSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiFwoVRGVsZXRlTWFjaGluZVJlc3BvbnNlIpEBChVVcGRhdGVQcm92aWRlclJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCRITCgZzdGF0dXMYAiABKAlIAIgBARIUCgdhZGRyZXNzGAMgASgJSAGIAQESFQoIbG9jYXRpb24YBCABKAlIAogBAUIJCgdfc3RhdHVzQgoKCF9hZGRyZXNzQgsKCV9sb2NhdGlvbiIYChZVcGRhdGVQcm92aWRlclJlc3BvbnNlIlUKGEdldE1hY2hpbmVIaXN0b3J5UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImUKGUdldE1hY2hpbmVIaXN0b3J5UmVzcG9uc2USLwoGZXZlbnRzGAEgAygLMh8uYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZUV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKJAQoMTWFjaGluZUV2ZW50EhAKCGV2ZW50X2lkGAEgASgJEhIKCm1hY2hpbmVfaWQYAiABKAkSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYBCABKAkSFAoMZGV0YWlsc19qc29uGAUgASgJIioKFFdhdGNoTWFjaGluZXNSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiYAoVV2F0Y2hNYWNoaW5lc1Jlc3BvbnNlEjAKBWV2ZW50GAEgASgLMh8uYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZUV2ZW50SAASDQoDZ2FwGAIgASgJSABCBgoEaXRlbSITChFGbGVldFN0YXRzUmVxdWVzdCLrAQoSRmxlZXRTdGF0c1Jlc3BvbnNlEhAKCG1hY2hpbmVzGAEgASgDEhAKCHByb3ZpZGVkGAIgASgDEhQKDGhlYXJ0YmVhdGluZxgDIAEoAxIcChRwZW5kaW5nX2luc3RhbGxhdGlvbhgEIAEoAxIRCglpbnN0YWxsZWQYBSABKAMSGwoTcGVuZGluZ19hZ2VudF9zdGFydBgGIAEoAxIYChBwZW5kaW5nX3JlY292ZXJ5GAcgASgDEjMKCGhhcmR3YXJlGAggAygLMiEuYm1hYXMub3BlcmF0b3IudjEuSGFyZHdhcmVUb3RhbHMibgoOSGFyZHdhcmVUb3RhbHMSEAoIcHJvdmlkZXIYASABKAkSEAoIbG9jYXRpb24YAiABKAkSDQoFbm9kZXMYAyABKAMSEwoLY3B1X3RocmVhZHMYBCABKAMSFAoMbWVtb3J5X2J5dGVzGAUgASgDIj0KFENyZWF0ZU1hY2hpbmVSZXF1ZXN0EhAKCHByb3ZpZGVyGAEgASgJEhMKC3Byb3ZpZGVyX2lkGAIgASgJIisKFUNyZWF0ZU1hY2hpbmVSZXNwb25zZRISCgptYWNoaW5lX2lkGAEgASgJIj4KFFJlZ2lzdGVyQWdlbnRSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkSEgoKcHVibGljX2tleRgCIAEoDCJgChVSZWdpc3RlckFnZW50UmVzcG9uc2USFwoPa2V5X2ZpbmdlcnByaW50GAEgASgJEi4KCnN0YXJ0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKEUdldE1hY2hpbmVSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkiQQoSR2V0TWFjaGluZVJlc3BvbnNlEisKB21hY2hpbmUYASABKAsyGi5ibWFhcy5vcGVyYXRvci52MS5NYWNoaW5lIqsBCh1TZXRJbnN0YWxsYXRpb25SZXF1ZXN0UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhIKCmdlbmVyYXRpb24YAiABKAMSEwoLcm9vdF9kZXZpY2UYAyABKAkSNAoIb3NfaW1hZ2UYBCABKAsyIi5jbG91ZC5ibWFhcy5zZXJ2ZXIuYXBpLk9TSW1hZ2VSZWYSFwoPbm9kZV9wYXJhbWV0ZXJzGAUgASgMIiAKHlNldEluc3RhbGxhdGlvblJlcXVlc3RSZXNwb25zZSLUAwoHTWFjaGluZRISCgptYWNoaW5lX2lkGAEgASgJEi4KCmNyZWF0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCHByb3ZpZGVkGAMgASgLMhsuYm1hYXMub3BlcmF0b3IudjEuUHJvdmlkZWQSNgoNYWdlbnRfc3RhcnRlZBgEIAEoCzIfLmJtYWFzLm9wZXJhdG9yLnYxLkFnZW50U3RhcnRlZBI6Cg9hZ2VudF9oZWFydGJlYXQYBSABKAsyIS5ibWFhcy5vcGVyYXRvci52MS5BZ2VudEhlYXJ0YmVhdBI6Cg9oYXJkd2FyZV9yZXBvcnQYBiABKAsyIS5ibWFhcy5vcGVyYXRvci52MS5IYXJkd2FyZVJlcG9ydBJEChRpbnN0YWxsYXRpb25fcmVxdWVzdBgHIAEoCzImLmJtYWFzLm9wZXJhdG9yLnYxLkluc3RhbGxhdGlvblJlcXVlc3QSQgoTaW5zdGFsbGF0aW9uX3JlcG9ydBgIIAEoCzIlLmJtYWFzLm9wZXJhdG9yLnYxLkluc3RhbGxhdGlvblJlcG9ydBIcChRpbnN0YWxsYXRpb25fcGVuZGluZxgJIAEoCCJkCghQcm92aWRlZBIQCghwcm92aWRlchgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCRIOCgZzdGF0dXMYAyABKAkSDwoHYWRkcmVzcxgEIAEoCRIQCghsb2NhdGlvbhgFIAEoCSJrCgxBZ2VudFN0YXJ0ZWQSLgoKc3RhcnRlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcHVibGljX2tleRgCIAEoDBIXCg9rZXlfZmluZ2VycHJpbnQYAyABKAkibwoOQWdlbnRIZWFydGJlYXQSNQoRbGFzdF9oZWFydGJlYXRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKA2FnZRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKSAQoOSGFyZHdhcmVSZXBvcnQSLwoLcmVwb3J0ZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBnJlcG9ydBgCIAEoCzIVLmNsb3VkLmFnZW50LmFwaS5Ob2RlEhAKCHdhcm5pbmdzGAMgAygJEhYKDnJhd19zaXplX2J5dGVzGAQgASgDIpsBChNJbnN0YWxsYXRpb25SZXF1ZXN0EhIKCmdlbmVyYXRpb24YASABKAMSMAoMcmVxdWVzdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI+CgdyZXF1ZXN0GAMgASgLMi0uY2xvdWQuYm1hYXMuc2VydmVyLmFwaS5PU0luc3RhbGxhdGlvblJlcXVlc3QieQoSSW5zdGFsbGF0aW9uUmVwb3J0EhIKCmdlbmVyYXRpb24YASABKAMSLwoLcmVwb3J0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3N1Y2Nlc3MYAyABKAgSDQoFZXJyb3IYBCABKAkqggEKDkhlYXJ0YmVhdFN0YXRlEh8KG0hFQVJUQkVBVF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFUhFQVJUQkVBVF9TVEFURV9GUkVTSBABEhkKFUhFQVJUQkVBVF9TVEFURV9TVEFMRRACEhkKFUhFQVJUQkVBVF9TVEFURV9ORVZFUhADMu4ICg9PcGVyYXRvclNlcnZpY2USYgoNQ3JlYXRlTWFjaGluZRInLmJtYWFzLm9wZXJhdG9yLnYxLkNyZWF0ZU1hY2hpbmVSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuQ3JlYXRlTWFjaGluZVJlc3BvbnNlEmIKDVJlZ2lzdGVyQWdlbnQSJy5ibWFhcy5vcGVyYXRvci52MS5SZWdpc3RlckFnZW50UmVxdWVzdBooLmJtYWFzLm9wZXJhdG9yLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJZCgpHZXRNYWNoaW5lEiQuYm1hYXMub3BlcmF0b3IudjEuR2V0TWFjaGluZVJlcXVlc3QaJS5ibWFhcy5vcGVyYXRvci52MS5HZXRNYWNoaW5lUmVzcG9uc2USfQoWU2V0SW5zdGFsbGF0aW9uUmVxdWVzdBIwLmJtYWFzLm9wZXJhdG9yLnYxLlNldEluc3RhbGxhdGlvblJlcXVlc3RSZXF1ZXN0GjEuYm1hYXMub3BlcmF0b3IudjEuU2V0SW5zdGFsbGF0aW9uUmVxdWVzdFJlc3BvbnNlEl8KDExpc3RNYWNoaW5lcxImLmJtYWFzLm9wZXJhdG9yLnYxLkxpc3RNYWNoaW5lc1JlcXVlc3QaJy5ibWFhcy5vcGVyYXRvci52MS5MaXN0TWFjaGluZXNSZXNwb25zZRJcCgtSZXZva2VBZ2VudBIlLmJtYWFzLm9wZXJhdG9yLnYxLlJldm9rZUFnZW50UmVxdWVzdBomLmJtYWFzLm9wZXJhdG9yLnYxLlJldm9rZUFnZW50UmVzcG9uc2USYgoNRGVsZXRlTWFjaGluZRInLmJtYWFzLm9wZXJhdG9yLnYxLkRlbGV0ZU1hY2hpbmVSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuRGVsZXRlTWFjaGluZVJlc3BvbnNlEmUKDlVwZGF0ZVByb3ZpZGVyEiguYm1hYXMub3BlcmF0b3IudjEuVXBkYXRlUHJvdmlkZXJSZXF1ZXN0GikuYm1hYXMub3BlcmF0b3IudjEuVXBkYXRlUHJvdmlkZXJSZXNwb25zZRJuChFHZXRNYWNoaW5lSGlzdG9yeRIrLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVIaXN0b3J5UmVxdWVzdBosLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVIaXN0b3J5UmVzcG9uc2USZAoNV2F0Y2hNYWNoaW5lcxInLmJtYWFzLm9wZXJhdG9yLnYxLldhdGNoTWFjaGluZXNSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuV2F0Y2hNYWNoaW5lc1Jlc3BvbnNlMAESWQoKRmxlZXRTdGF0cxIkLmJtYWFzLm9wZXJhdG9yLnYxLkZsZWV0U3RhdHNSZXF1ZXN0GiUuYm1hYXMub3BlcmF0b3IudjEuRmxlZXRTdGF0c1Jlc3BvbnNlYgZwcm90bzM", [file_cloud_agent_api_hwreport, file_cloud_bmaas_server_api_agent, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiBibWFhcy9vcGVyYXRvci92MS9vcGVyYXRvci5wcm90bxIRYm1hYXMub3BlcmF0b3IudjEizgMKDEFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhcKD2tleV9maW5nZXJwcmludBgCIAEoCRISCgpwdWJsaWNfa2V5GAMgASgMEjAKBXN0YXRlGAQgASgOMiEuYm1hYXMub3BlcmF0b3IudjEuQWRtaXNzaW9uU3RhdGUSMQoNZmlyc3Rfc2Vlbl9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMbGFzdF9zZWVuX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhdHRlbXB0cxgHIAEoAxIfChdjdXJyZW50X2tleV9maW5nZXJwcmludBgIIAEoCRI4Cg5oYXJkd2FyZV9tYXRjaBgJIAEoDjIgLmJtYWFzLm9wZXJhdG9yLnYxLkhhcmR3YXJlTWF0Y2gSEAoIcHJvdmlkZXIYCiABKAkSEwoLcHJvdmlkZXJfaWQYCyABKAkSLgoKZGVjaWRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZGVjaWRlZF9ieRgNIAEoCRIOCgZyZWFzb24YDiABKAkizQEKGExpc3RBZ2VudFJlcXVlc3RzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLmJtYWFzLm9wZXJhdG9yLnYxLkFkbWlzc2lvblN0YXRlEhIKCm1hY2hpbmVfaWQYBCABKAkSFQoIcHJvdmlkZXIYBSABKAlIAIgBARIUCgdyZWtleWVkGAYgASgISAGIAQFCCwoJX3Byb3ZpZGVyQgoKCF9yZWtleWVkImcKGUxpc3RBZ2VudFJlcXVlc3RzUmVzcG9uc2USMQoIcmVxdWVzdHMYASADKAsyHy5ibWFhcy5vcGVyYXRvci52MS5BZ2VudFJlcXVlc3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkEKEkFjY2VwdEFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhcKD2tleV9maW5nZXJwcmludBgCIAEoCSKkAQoTQWNjZXB0QWdlbnRSZXNwb25zZRIXCg9rZXlfZmluZ2VycHJpbnQYASABKAkSIAoYcHJldmlvdXNfa2V5X2ZpbmdlcnByaW50GAIgASgJEjgKDmhhcmR3YXJlX21hdGNoGAMgASgOMiAuYm1hYXMub3BlcmF0b3IudjEuSGFyZHdhcmVNYXRjaBIYChBhbHJlYWR5X2FjY2VwdGVkGAQgASgIIlEKElJlamVjdEFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhcKD2tleV9maW5nZXJwcmludBgCIAEoCRIOCgZyZWFzb24YAyABKAkiSAoTUmVqZWN0QWdlbnRSZXNwb25zZRIXCg9rZXlfZmluZ2VycHJpbnQYASABKAkSGAoQYWxyZWFkeV9yZWplY3RlZBgCIAEoCCJICgtJbXBvcnRFbnRyeRIQCghwcm92aWRlchgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCRISCgpwdWJsaWNfa2V5GAMgASgMIkgKFUltcG9ydE1hY2hpbmVzUmVxdWVzdBIvCgdlbnRyaWVzGAEgAygLMh4uYm1hYXMub3BlcmF0b3IudjEuSW1wb3J0RW50cnkiVQoMSW1wb3J0UmVzdWx0EjEKB291dGNvbWUYASABKA4yIC5ibWFhcy5vcGVyYXRvci52MS5JbXBvcnRPdXRjb21lEhIKCm1hY2hpbmVfaWQYAiABKAkiSgoWSW1wb3J0TWFjaGluZXNSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8uYm1hYXMub3BlcmF0b3IudjEuSW1wb3J0UmVzdWx0IsICChNMaXN0TWFjaGluZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEjoKD2hlYXJ0YmVhdF9zdGF0ZRgDIAEoDjIhLmJtYWFzLm9wZXJhdG9yLnYxLkhlYXJ0YmVhdFN0YXRlEhsKDm5lZWRzX3JlY292ZXJ5GAQgASgISACIAQESFQoIcHJvdmlkZXIYBSABKAlIAYgBARIgChNoYXNfaGFyZHdhcmVfcmVwb3J0GAYgASgISAKIAQESIQoUcGVuZGluZ19pbnN0YWxsYXRpb24YByABKAhIA4gBAUIRCg9fbmVlZHNfcmVjb3ZlcnlCCwoJX3Byb3ZpZGVyQhYKFF9oYXNfaGFyZHdhcmVfcmVwb3J0QhcKFV9wZW5kaW5nX2luc3RhbGxhdGlvbiJkChRMaXN0TWFjaGluZXNSZXNwb25zZRIzCghtYWNoaW5lcxgBIAMoCzIhLmJtYWFzLm9wZXJhdG9yLnYxLk1hY2hpbmVTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKJAwoOTWFjaGluZVN1bW1hcnkSEgoKbWFjaGluZV9pZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghwcm92aWRlchgDIAEoCRITCgtwcm92aWRlcl9pZBgEIAEoCRIQCghsb2NhdGlvbhgFIAEoCRI0ChBhZ2VudF9zdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOgoPaGVhcnRiZWF0X3N0YXRlGAggASgOMiEuYm1hYXMub3BlcmF0b3IudjEuSGVhcnRiZWF0U3RhdGUSFgoObmVlZHNfcmVjb3ZlcnkYCSABKAgSGwoTaGFzX2hhcmR3YXJlX3JlcG9ydBgKIAEoCBIcChRpbnN0YWxsYXRpb25fcGVuZGluZxgLIAEoCCIoChJSZXZva2VBZ2VudFJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCSIuChNSZXZva2VBZ2VudFJlc3BvbnNlEhcKD2tleV9maW5nZXJwcmludBgBIAEoCSIqChREZWxldGVNYWNoaW5lUmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJIhcKFURlbGV0ZU1hY2hpbmVSZXNwb25zZSKRAQoVVXBkYXRlUHJvdmlkZXJSZXF1ZXN0EhIKCm1hY2hpbmVfaWQYASABKAkSEwoGc3RhdHVzGAIgASgJSACIAQESFAoHYWRkcmVzcxgDIAEoCUgBiAEBEhUKCGxvY2F0aW9uGAQgASgJSAKIAQFCCQoHX3N0YXR1c0IKCghfYWRkcmVzc0ILCglfbG9jYXRpb24iGAoWVXBkYXRlUHJvdmlkZXJSZXNwb25zZSJVChhHZXRNYWNoaW5lSGlzdG9yeVJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJlChlHZXRNYWNoaW5lSGlzdG9yeVJlc3BvbnNlEi8KBmV2ZW50cxgBIAMoCzIfLmJtYWFzLm9wZXJhdG9yLnYxLk1hY2hpbmVFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiiQEKDE1hY2hpbmVFdmVudBIQCghldmVudF9pZBgBIAEoCRISCgptYWNoaW5lX2lkGAIgASgJEi8KC29jY3VycmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAQgASgJEhQKDGRldGFpbHNfanNvbhgFIAEoCSIqChRXYXRjaE1hY2hpbmVzUmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJImAKFVdhdGNoTWFjaGluZXNSZXNwb25zZRIwCgVldmVudBgBIAEoCzIfLmJtYWFzLm9wZXJhdG9yLnYxLk1hY2hpbmVFdmVudEgAEg0KA2dhcBgCIAEoCUgAQgYKBGl0ZW0iEwoRRmxlZXRTdGF0c1JlcXVlc3QivAIKEkZsZWV0U3RhdHNSZXNwb25zZRIQCghtYWNoaW5lcxgBIAEoAxIQCghwcm92aWRlZBgCIAEoAxIUCgxoZWFydGJlYXRpbmcYAyABKAMSHAoUcGVuZGluZ19pbnN0YWxsYXRpb24YBCABKAMSEQoJaW5zdGFsbGVkGAUgASgDEhsKE3BlbmRpbmdfYWdlbnRfc3RhcnQYBiABKAMSGAoQcGVuZGluZ19yZWNvdmVyeRgHIAEoAxIzCghoYXJkd2FyZRgIIAMoCzIhLmJtYWFzLm9wZXJhdG9yLnYxLkhhcmR3YXJlVG90YWxzEhYKDmFnZW50c19wZW5kaW5nGAkgASgDEh4KFmFnZW50c19wZW5kaW5nX3Jla2V5ZWQYCiABKAMSFwoPYWdlbnRzX3JlamVjdGVkGAsgASgDIm4KDkhhcmR3YXJlVG90YWxzEhAKCHByb3ZpZGVyGAEgASgJEhAKCGxvY2F0aW9uGAIgASgJEg0KBW5vZGVzGAMgASgDEhMKC2NwdV90aHJlYWRzGAQgASgDEhQKDG1lbW9yeV9ieXRlcxgFIAEoAyI9ChRDcmVhdGVNYWNoaW5lUmVxdWVzdBIQCghwcm92aWRlchgBIAEoCRITCgtwcm92aWRlcl9pZBgCIAEoCSIrChVDcmVhdGVNYWNoaW5lUmVzcG9uc2USEgoKbWFjaGluZV9pZBgBIAEoCSI+ChRSZWdpc3RlckFnZW50UmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwiYAoVUmVnaXN0ZXJBZ2VudFJlc3BvbnNlEhcKD2tleV9maW5nZXJwcmludBgBIAEoCRIuCgpzdGFydGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCInChFHZXRNYWNoaW5lUmVxdWVzdBISCgptYWNoaW5lX2lkGAEgASgJIkEKEkdldE1hY2hpbmVSZXNwb25zZRIrCgdtYWNoaW5lGAEgASgLMhouYm1hYXMub3BlcmF0b3IudjEuTWFjaGluZSKrAQodU2V0SW5zdGFsbGF0aW9uUmVxdWVzdFJlcXVlc3QSEgoKbWFjaGluZV9pZBgBIAEoCRISCgpnZW5lcmF0aW9uGAIgASgDEhMKC3Jvb3RfZGV2aWNlGAMgASgJEjQKCG9zX2ltYWdlGAQgASgLMiIuY2xvdWQuYm1hYXMuc2VydmVyLmFwaS5PU0ltYWdlUmVmEhcKD25vZGVfcGFyYW1ldGVycxgFIAEoDCIgCh5TZXRJbnN0YWxsYXRpb25SZXF1ZXN0UmVzcG9uc2UijQQKB01hY2hpbmUSEgoKbWFjaGluZV9pZBgBIAEoCRIuCgpjcmVhdGVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCghwcm92aWRlZBgDIAEoCzIbLmJtYWFzLm9wZXJhdG9yLnYxLlByb3ZpZGVkEjYKDWFnZW50X3N0YXJ0ZWQYBCABKAsyHy5ibWFhcy5vcGVyYXRvci52MS5BZ2VudFN0YXJ0ZWQSOgoPYWdlbnRfaGVhcnRiZWF0GAUgASgLMiEuYm1hYXMub3BlcmF0b3IudjEuQWdlbnRIZWFydGJlYXQSOgoPaGFyZHdhcmVfcmVwb3J0GAYgASgLMiEuYm1hYXMub3BlcmF0b3IudjEuSGFyZHdhcmVSZXBvcnQSRAoUaW5zdGFsbGF0aW9uX3JlcXVlc3QYByABKAsyJi5ibWFhcy5vcGVyYXRvci52MS5JbnN0YWxsYXRpb25SZXF1ZXN0EkIKE2luc3RhbGxhdGlvbl9yZXBvcnQYCCABKAsyJS5ibWFhcy5vcGVyYXRvci52MS5JbnN0YWxsYXRpb25SZXBvcnQSHAoUaW5zdGFsbGF0aW9uX3BlbmRpbmcYCSABKAgSNwoOYWdlbnRfcmVxdWVzdHMYCiADKAsyHy5ibWFhcy5vcGVyYXRvci52MS5BZ2VudFJlcXVlc3QiZAoIUHJvdmlkZWQSEAoIcHJvdmlkZXIYASABKAkSEwoLcHJvdmlkZXJfaWQYAiABKAkSDgoGc3RhdHVzGAMgASgJEg8KB2FkZHJlc3MYBCABKAkSEAoIbG9jYXRpb24YBSABKAkitgEKDEFnZW50U3RhcnRlZBIuCgpzdGFydGVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpwdWJsaWNfa2V5GAIgASgMEhcKD2tleV9maW5nZXJwcmludBgDIAEoCRI0CglhZG1pc3Npb24YBCABKA4yIS5ibWFhcy5vcGVyYXRvci52MS5BZG1pc3Npb25TdGF0ZRITCgthZG1pdHRlZF9ieRgFIAEoCSJvCg5BZ2VudEhlYXJ0YmVhdBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoDYWdlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpIBCg5IYXJkd2FyZVJlcG9ydBIvCgtyZXBvcnRlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoGcmVwb3J0GAIgASgLMhUuY2xvdWQuYWdlbnQuYXBpLk5vZGUSEAoId2FybmluZ3MYAyADKAkSFgoOcmF3X3NpemVfYnl0ZXMYBCABKAMimwEKE0luc3RhbGxhdGlvblJlcXVlc3QSEgoKZ2VuZXJhdGlvbhgBIAEoAxIwCgxyZXF1ZXN0ZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj4KB3JlcXVlc3QYAyABKAsyLS5jbG91ZC5ibWFhcy5zZXJ2ZXIuYXBpLk9TSW5zdGFsbGF0aW9uUmVxdWVzdCJ5ChJJbnN0YWxsYXRpb25SZXBvcnQSEgoKZ2VuZXJhdGlvbhgBIAEoAxIvCgtyZXBvcnRlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc3VjY2VzcxgDIAEoCBINCgVlcnJvchgEIAEoCSqtAQoOQWRtaXNzaW9uU3RhdGUSHwobQURNSVNTSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASIQodQURNSVNTSU9OX1NUQVRFX1BSRUFVVEhPUklaRUQQARIbChdBRE1JU1NJT05fU1RBVEVfUEVORElORxACEhwKGEFETUlTU0lPTl9TVEFURV9BQ0NFUFRFRBADEhwKGEFETUlTU0lPTl9TVEFURV9SRUpFQ1RFRBAEKtIBCg1IYXJkd2FyZU1hdGNoEh4KGkhBUkRXQVJFX01BVENIX1VOU1BFQ0lGSUVEEAASHAoYSEFSRFdBUkVfTUFUQ0hfSURFTlRJQ0FMEAESIAocSEFSRFdBUkVfTUFUQ0hfU0FNRV9JREVOVElUWRACEhwKGEhBUkRXQVJFX01BVENIX0RJRkZFUkVOVBADEhwKGEhBUkRXQVJFX01BVENIX05PX1JFUE9SVBAEEiUKIUhBUkRXQVJFX01BVENIX05PX0FDQ0VQVEVEX1JFUE9SVBAFKqYBCg1JbXBvcnRPdXRjb21lEh4KGklNUE9SVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGgoWSU1QT1JUX09VVENPTUVfQ1JFQVRFRBABEhoKFklNUE9SVF9PVVRDT01FX0tFWV9TRVQQAhIcChhJTVBPUlRfT1VUQ09NRV9VTkNIQU5HRUQQAxIfChtJTVBPUlRfT1VUQ09NRV9LRVlfQ09ORkxJQ1QQBCqCAQoOSGVhcnRiZWF0U3RhdGUSHwobSEVBUlRCRUFUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVSEVBUlRCRUFUX1NUQVRFX0ZSRVNIEAESGQoVSEVBUlRCRUFUX1NUQVRFX1NUQUxFEAISGQoVSEVBUlRCRUFUX1NUQVRFX05FVkVSEAMygQwKD09wZXJhdG9yU2VydmljZRJiCg1DcmVhdGVNYWNoaW5lEicuYm1hYXMub3BlcmF0b3IudjEuQ3JlYXRlTWFjaGluZVJlcXVlc3QaKC5ibWFhcy5vcGVyYXRvci52MS5DcmVhdGVNYWNoaW5lUmVzcG9uc2USYgoNUmVnaXN0ZXJBZ2VudBInLmJtYWFzLm9wZXJhdG9yLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0GiguYm1hYXMub3BlcmF0b3IudjEuUmVnaXN0ZXJBZ2VudFJlc3BvbnNlElkKCkdldE1hY2hpbmUSJC5ibWFhcy5vcGVyYXRvci52MS5HZXRNYWNoaW5lUmVxdWVzdBolLmJtYWFzLm9wZXJhdG9yLnYxLkdldE1hY2hpbmVSZXNwb25zZRJ9ChZTZXRJbnN0YWxsYXRpb25SZXF1ZXN0EjAuYm1hYXMub3BlcmF0b3IudjEuU2V0SW5zdGFsbGF0aW9uUmVxdWVzdFJlcXVlc3QaMS5ibWFhcy5vcGVyYXRvci52MS5TZXRJbnN0YWxsYXRpb25SZXF1ZXN0UmVzcG9uc2USXwoMTGlzdE1hY2hpbmVzEiYuYm1hYXMub3BlcmF0b3IudjEuTGlzdE1hY2hpbmVzUmVxdWVzdBonLmJtYWFzLm9wZXJhdG9yLnYxLkxpc3RNYWNoaW5lc1Jlc3BvbnNlElwKC1Jldm9rZUFnZW50EiUuYm1hYXMub3BlcmF0b3IudjEuUmV2b2tlQWdlbnRSZXF1ZXN0GiYuYm1hYXMub3BlcmF0b3IudjEuUmV2b2tlQWdlbnRSZXNwb25zZRJiCg1EZWxldGVNYWNoaW5lEicuYm1hYXMub3BlcmF0b3IudjEuRGVsZXRlTWFjaGluZVJlcXVlc3QaKC5ibWFhcy5vcGVyYXRvci52MS5EZWxldGVNYWNoaW5lUmVzcG9uc2USZQoOVXBkYXRlUHJvdmlkZXISKC5ibWFhcy5vcGVyYXRvci52MS5VcGRhdGVQcm92aWRlclJlcXVlc3QaKS5ibWFhcy5vcGVyYXRvci52MS5VcGRhdGVQcm92aWRlclJlc3BvbnNlEm4KEUdldE1hY2hpbmVIaXN0b3J5EisuYm1hYXMub3BlcmF0b3IudjEuR2V0TWFjaGluZUhpc3RvcnlSZXF1ZXN0GiwuYm1hYXMub3BlcmF0b3IudjEuR2V0TWFjaGluZUhpc3RvcnlSZXNwb25zZRJkCg1XYXRjaE1hY2hpbmVzEicuYm1hYXMub3BlcmF0b3IudjEuV2F0Y2hNYWNoaW5lc1JlcXVlc3QaKC5ibWFhcy5vcGVyYXRvci52MS5XYXRjaE1hY2hpbmVzUmVzcG9uc2UwARJZCgpGbGVldFN0YXRzEiQuYm1hYXMub3BlcmF0b3IudjEuRmxlZXRTdGF0c1JlcXVlc3QaJS5ibWFhcy5vcGVyYXRvci52MS5GbGVldFN0YXRzUmVzcG9uc2USbgoRTGlzdEFnZW50UmVxdWVzdHMSKy5ibWFhcy5vcGVyYXRvci52MS5MaXN0QWdlbnRSZXF1ZXN0c1JlcXVlc3QaLC5ibWFhcy5vcGVyYXRvci52MS5MaXN0QWdlbnRSZXF1ZXN0c1Jlc3BvbnNlElwKC0FjY2VwdEFnZW50EiUuYm1hYXMub3BlcmF0b3IudjEuQWNjZXB0QWdlbnRSZXF1ZXN0GiYuYm1hYXMub3BlcmF0b3IudjEuQWNjZXB0QWdlbnRSZXNwb25zZRJcCgtSZWplY3RBZ2VudBIlLmJtYWFzLm9wZXJhdG9yLnYxLlJlamVjdEFnZW50UmVxdWVzdBomLmJtYWFzLm9wZXJhdG9yLnYxLlJlamVjdEFnZW50UmVzcG9uc2USZQoOSW1wb3J0TWFjaGluZXMSKC5ibWFhcy5vcGVyYXRvci52MS5JbXBvcnRNYWNoaW5lc1JlcXVlc3QaKS5ibWFhcy5vcGVyYXRvci52MS5JbXBvcnRNYWNoaW5lc1Jlc3BvbnNlYgZwcm90bzM", [file_cloud_agent_api_hwreport, file_cloud_bmaas_server_api_agent, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+
+/**
+ * AgentRequest is a key that asked to be admitted, or was rejected.
+ *
+ * @generated from message bmaas.operator.v1.AgentRequest
+ */
+export type AgentRequest = Message<"bmaas.operator.v1.AgentRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * SHA-256 of the key, lowercase hex.
+   *
+   * @generated from field: string key_fingerprint = 2;
+   */
+  keyFingerprint: string;
+
+  /**
+   * @generated from field: bytes public_key = 3;
+   */
+  publicKey: Uint8Array;
+
+  /**
+   * PENDING or REJECTED.
+   *
+   * @generated from field: bmaas.operator.v1.AdmissionState state = 4;
+   */
+  state: AdmissionState;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_seen_at = 5;
+   */
+  firstSeenAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_seen_at = 6;
+   */
+  lastSeenAt?: Timestamp | undefined;
+
+  /**
+   * Refused heartbeats recorded for it.
+   *
+   * @generated from field: int64 attempts = 7;
+   */
+  attempts: bigint;
+
+  /**
+   * The machine's current key; set for a re-keyed machine (reinstalled, disk replaced).
+   *
+   * @generated from field: string current_key_fingerprint = 8;
+   */
+  currentKeyFingerprint: string;
+
+  /**
+   * @generated from field: bmaas.operator.v1.HardwareMatch hardware_match = 9;
+   */
+  hardwareMatch: HardwareMatch;
+
+  /**
+   * @generated from field: string provider = 10;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string provider_id = 11;
+   */
+  providerId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp decided_at = 12;
+   */
+  decidedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string decided_by = 13;
+   */
+  decidedBy: string;
+
+  /**
+   * @generated from field: string reason = 14;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.AgentRequest.
+ * Use `create(AgentRequestSchema)` to create a new message.
+ */
+export const AgentRequestSchema: GenMessage<AgentRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 0);
+
+/**
+ * ListAgentRequestsRequest: unset filters match everything.
+ *
+ * @generated from message bmaas.operator.v1.ListAgentRequestsRequest
+ */
+export type ListAgentRequestsRequest = Message<"bmaas.operator.v1.ListAgentRequestsRequest"> & {
+  /**
+   * Default 100, at most 1000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * PENDING or REJECTED; unspecified: both.
+   *
+   * @generated from field: bmaas.operator.v1.AdmissionState state = 3;
+   */
+  state: AdmissionState;
+
+  /**
+   * @generated from field: string machine_id = 4;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: optional string provider = 5;
+   */
+  provider?: string | undefined;
+
+  /**
+   * true: only machines that already have a key (re-keyed); false: only those without.
+   *
+   * @generated from field: optional bool rekeyed = 6;
+   */
+  rekeyed?: boolean | undefined;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ListAgentRequestsRequest.
+ * Use `create(ListAgentRequestsRequestSchema)` to create a new message.
+ */
+export const ListAgentRequestsRequestSchema: GenMessage<ListAgentRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 1);
+
+/**
+ * ListAgentRequestsResponse is one page.
+ *
+ * @generated from message bmaas.operator.v1.ListAgentRequestsResponse
+ */
+export type ListAgentRequestsResponse = Message<"bmaas.operator.v1.ListAgentRequestsResponse"> & {
+  /**
+   * @generated from field: repeated bmaas.operator.v1.AgentRequest requests = 1;
+   */
+  requests: AgentRequest[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ListAgentRequestsResponse.
+ * Use `create(ListAgentRequestsResponseSchema)` to create a new message.
+ */
+export const ListAgentRequestsResponseSchema: GenMessage<ListAgentRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 2);
+
+/**
+ * AcceptAgentRequest names a machine and a key by fingerprint (or a unique prefix of at least 8 hex digits).
+ *
+ * @generated from message bmaas.operator.v1.AcceptAgentRequest
+ */
+export type AcceptAgentRequest = Message<"bmaas.operator.v1.AcceptAgentRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: string key_fingerprint = 2;
+   */
+  keyFingerprint: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.AcceptAgentRequest.
+ * Use `create(AcceptAgentRequestSchema)` to create a new message.
+ */
+export const AcceptAgentRequestSchema: GenMessage<AcceptAgentRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 3);
+
+/**
+ * AcceptAgentResponse says what changed.
+ *
+ * @generated from message bmaas.operator.v1.AcceptAgentResponse
+ */
+export type AcceptAgentResponse = Message<"bmaas.operator.v1.AcceptAgentResponse"> & {
+  /**
+   * @generated from field: string key_fingerprint = 1;
+   */
+  keyFingerprint: string;
+
+  /**
+   * The key it replaced, now rejected; empty if the machine had none.
+   *
+   * @generated from field: string previous_key_fingerprint = 2;
+   */
+  previousKeyFingerprint: string;
+
+  /**
+   * @generated from field: bmaas.operator.v1.HardwareMatch hardware_match = 3;
+   */
+  hardwareMatch: HardwareMatch;
+
+  /**
+   * The key already was the machine's: nothing changed.
+   *
+   * @generated from field: bool already_accepted = 4;
+   */
+  alreadyAccepted: boolean;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.AcceptAgentResponse.
+ * Use `create(AcceptAgentResponseSchema)` to create a new message.
+ */
+export const AcceptAgentResponseSchema: GenMessage<AcceptAgentResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 4);
+
+/**
+ * RejectAgentRequest names a machine and a pending key by fingerprint (or a unique prefix).
+ *
+ * @generated from message bmaas.operator.v1.RejectAgentRequest
+ */
+export type RejectAgentRequest = Message<"bmaas.operator.v1.RejectAgentRequest"> & {
+  /**
+   * @generated from field: string machine_id = 1;
+   */
+  machineId: string;
+
+  /**
+   * @generated from field: string key_fingerprint = 2;
+   */
+  keyFingerprint: string;
+
+  /**
+   * Kept with the decision.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.RejectAgentRequest.
+ * Use `create(RejectAgentRequestSchema)` to create a new message.
+ */
+export const RejectAgentRequestSchema: GenMessage<RejectAgentRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 5);
+
+/**
+ * RejectAgentResponse names the rejected key.
+ *
+ * @generated from message bmaas.operator.v1.RejectAgentResponse
+ */
+export type RejectAgentResponse = Message<"bmaas.operator.v1.RejectAgentResponse"> & {
+  /**
+   * @generated from field: string key_fingerprint = 1;
+   */
+  keyFingerprint: string;
+
+  /**
+   * @generated from field: bool already_rejected = 2;
+   */
+  alreadyRejected: boolean;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.RejectAgentResponse.
+ * Use `create(RejectAgentResponseSchema)` to create a new message.
+ */
+export const RejectAgentResponseSchema: GenMessage<RejectAgentResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 6);
+
+/**
+ * ImportEntry is one machine to onboard.
+ *
+ * @generated from message bmaas.operator.v1.ImportEntry
+ */
+export type ImportEntry = Message<"bmaas.operator.v1.ImportEntry"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: string provider_id = 2;
+   */
+  providerId: string;
+
+  /**
+   * Raw 32-byte Ed25519 key to preauthorize; empty for none.
+   *
+   * @generated from field: bytes public_key = 3;
+   */
+  publicKey: Uint8Array;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ImportEntry.
+ * Use `create(ImportEntrySchema)` to create a new message.
+ */
+export const ImportEntrySchema: GenMessage<ImportEntry> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 7);
+
+/**
+ * ImportMachinesRequest carries up to 5000 entries with distinct (provider, provider_id).
+ *
+ * @generated from message bmaas.operator.v1.ImportMachinesRequest
+ */
+export type ImportMachinesRequest = Message<"bmaas.operator.v1.ImportMachinesRequest"> & {
+  /**
+   * @generated from field: repeated bmaas.operator.v1.ImportEntry entries = 1;
+   */
+  entries: ImportEntry[];
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ImportMachinesRequest.
+ * Use `create(ImportMachinesRequestSchema)` to create a new message.
+ */
+export const ImportMachinesRequestSchema: GenMessage<ImportMachinesRequest> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 8);
+
+/**
+ * ImportResult of one entry, in request order.
+ *
+ * @generated from message bmaas.operator.v1.ImportResult
+ */
+export type ImportResult = Message<"bmaas.operator.v1.ImportResult"> & {
+  /**
+   * @generated from field: bmaas.operator.v1.ImportOutcome outcome = 1;
+   */
+  outcome: ImportOutcome;
+
+  /**
+   * @generated from field: string machine_id = 2;
+   */
+  machineId: string;
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ImportResult.
+ * Use `create(ImportResultSchema)` to create a new message.
+ */
+export const ImportResultSchema: GenMessage<ImportResult> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 9);
+
+/**
+ * ImportMachinesResponse: one result per entry, in order.
+ *
+ * @generated from message bmaas.operator.v1.ImportMachinesResponse
+ */
+export type ImportMachinesResponse = Message<"bmaas.operator.v1.ImportMachinesResponse"> & {
+  /**
+   * @generated from field: repeated bmaas.operator.v1.ImportResult results = 1;
+   */
+  results: ImportResult[];
+};
+
+/**
+ * Describes the message bmaas.operator.v1.ImportMachinesResponse.
+ * Use `create(ImportMachinesResponseSchema)` to create a new message.
+ */
+export const ImportMachinesResponseSchema: GenMessage<ImportMachinesResponse> = /*@__PURE__*/
+  messageDesc(file_bmaas_operator_v1_operator, 10);
 
 /**
  * ListMachinesRequest: unset filters match everything.
@@ -72,7 +448,7 @@ export type ListMachinesRequest = Message<"bmaas.operator.v1.ListMachinesRequest
  * Use `create(ListMachinesRequestSchema)` to create a new message.
  */
 export const ListMachinesRequestSchema: GenMessage<ListMachinesRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 0);
+  messageDesc(file_bmaas_operator_v1_operator, 11);
 
 /**
  * ListMachinesResponse is one page.
@@ -98,7 +474,7 @@ export type ListMachinesResponse = Message<"bmaas.operator.v1.ListMachinesRespon
  * Use `create(ListMachinesResponseSchema)` to create a new message.
  */
 export const ListMachinesResponseSchema: GenMessage<ListMachinesResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 1);
+  messageDesc(file_bmaas_operator_v1_operator, 12);
 
 /**
  * MachineSummary is a machine's state at a glance.
@@ -167,7 +543,7 @@ export type MachineSummary = Message<"bmaas.operator.v1.MachineSummary"> & {
  * Use `create(MachineSummarySchema)` to create a new message.
  */
 export const MachineSummarySchema: GenMessage<MachineSummary> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 2);
+  messageDesc(file_bmaas_operator_v1_operator, 13);
 
 /**
  * RevokeAgentRequest names a machine.
@@ -186,7 +562,7 @@ export type RevokeAgentRequest = Message<"bmaas.operator.v1.RevokeAgentRequest">
  * Use `create(RevokeAgentRequestSchema)` to create a new message.
  */
 export const RevokeAgentRequestSchema: GenMessage<RevokeAgentRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 3);
+  messageDesc(file_bmaas_operator_v1_operator, 14);
 
 /**
  * RevokeAgentResponse names the revoked key.
@@ -205,7 +581,7 @@ export type RevokeAgentResponse = Message<"bmaas.operator.v1.RevokeAgentResponse
  * Use `create(RevokeAgentResponseSchema)` to create a new message.
  */
 export const RevokeAgentResponseSchema: GenMessage<RevokeAgentResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 4);
+  messageDesc(file_bmaas_operator_v1_operator, 15);
 
 /**
  * DeleteMachineRequest names a machine.
@@ -224,7 +600,7 @@ export type DeleteMachineRequest = Message<"bmaas.operator.v1.DeleteMachineReque
  * Use `create(DeleteMachineRequestSchema)` to create a new message.
  */
 export const DeleteMachineRequestSchema: GenMessage<DeleteMachineRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 5);
+  messageDesc(file_bmaas_operator_v1_operator, 16);
 
 /**
  * DeleteMachineResponse is empty.
@@ -239,7 +615,7 @@ export type DeleteMachineResponse = Message<"bmaas.operator.v1.DeleteMachineResp
  * Use `create(DeleteMachineResponseSchema)` to create a new message.
  */
 export const DeleteMachineResponseSchema: GenMessage<DeleteMachineResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 6);
+  messageDesc(file_bmaas_operator_v1_operator, 17);
 
 /**
  * UpdateProviderRequest: unset fields are left as they are.
@@ -273,7 +649,7 @@ export type UpdateProviderRequest = Message<"bmaas.operator.v1.UpdateProviderReq
  * Use `create(UpdateProviderRequestSchema)` to create a new message.
  */
 export const UpdateProviderRequestSchema: GenMessage<UpdateProviderRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 7);
+  messageDesc(file_bmaas_operator_v1_operator, 18);
 
 /**
  * UpdateProviderResponse is empty.
@@ -288,7 +664,7 @@ export type UpdateProviderResponse = Message<"bmaas.operator.v1.UpdateProviderRe
  * Use `create(UpdateProviderResponseSchema)` to create a new message.
  */
 export const UpdateProviderResponseSchema: GenMessage<UpdateProviderResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 8);
+  messageDesc(file_bmaas_operator_v1_operator, 19);
 
 /**
  * GetMachineHistoryRequest pages through one machine's history.
@@ -319,7 +695,7 @@ export type GetMachineHistoryRequest = Message<"bmaas.operator.v1.GetMachineHist
  * Use `create(GetMachineHistoryRequestSchema)` to create a new message.
  */
 export const GetMachineHistoryRequestSchema: GenMessage<GetMachineHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 9);
+  messageDesc(file_bmaas_operator_v1_operator, 20);
 
 /**
  * GetMachineHistoryResponse is one page, newest first.
@@ -343,7 +719,7 @@ export type GetMachineHistoryResponse = Message<"bmaas.operator.v1.GetMachineHis
  * Use `create(GetMachineHistoryResponseSchema)` to create a new message.
  */
 export const GetMachineHistoryResponseSchema: GenMessage<GetMachineHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 10);
+  messageDesc(file_bmaas_operator_v1_operator, 21);
 
 /**
  * MachineEvent is one entry of a machine's history.
@@ -368,7 +744,8 @@ export type MachineEvent = Message<"bmaas.operator.v1.MachineEvent"> & {
 
   /**
    * machine_created, machine_deleted, provider_updated, agent_registered,
-   * agent_revoked, first_heartbeat, heartbeat_stale, heartbeat_resumed,
+   * agent_revoked, agent_pending, agent_accepted, agent_rejected,
+   * machine_imported, first_heartbeat, heartbeat_stale, heartbeat_resumed,
    * hardware_report_changed, installation_requested, installation_reported.
    *
    * @generated from field: string kind = 4;
@@ -388,7 +765,7 @@ export type MachineEvent = Message<"bmaas.operator.v1.MachineEvent"> & {
  * Use `create(MachineEventSchema)` to create a new message.
  */
 export const MachineEventSchema: GenMessage<MachineEvent> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 11);
+  messageDesc(file_bmaas_operator_v1_operator, 22);
 
 /**
  * WatchMachinesRequest: one machine, or all when machine_id is empty.
@@ -407,7 +784,7 @@ export type WatchMachinesRequest = Message<"bmaas.operator.v1.WatchMachinesReque
  * Use `create(WatchMachinesRequestSchema)` to create a new message.
  */
 export const WatchMachinesRequestSchema: GenMessage<WatchMachinesRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 12);
+  messageDesc(file_bmaas_operator_v1_operator, 23);
 
 /**
  * WatchMachinesResponse carries an event, or says events may have been missed.
@@ -440,7 +817,7 @@ export type WatchMachinesResponse = Message<"bmaas.operator.v1.WatchMachinesResp
  * Use `create(WatchMachinesResponseSchema)` to create a new message.
  */
 export const WatchMachinesResponseSchema: GenMessage<WatchMachinesResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 13);
+  messageDesc(file_bmaas_operator_v1_operator, 24);
 
 /**
  * FleetStatsRequest is empty.
@@ -455,7 +832,7 @@ export type FleetStatsRequest = Message<"bmaas.operator.v1.FleetStatsRequest"> &
  * Use `create(FleetStatsRequestSchema)` to create a new message.
  */
 export const FleetStatsRequestSchema: GenMessage<FleetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 14);
+  messageDesc(file_bmaas_operator_v1_operator, 25);
 
 /**
  * FleetStatsResponse: the fleet counters and hardware totals.
@@ -502,6 +879,23 @@ export type FleetStatsResponse = Message<"bmaas.operator.v1.FleetStatsResponse">
    * @generated from field: repeated bmaas.operator.v1.HardwareTotals hardware = 8;
    */
   hardware: HardwareTotals[];
+
+  /**
+   * Keys waiting for an operator; of them, keys of machines that already have one (re-keyed).
+   *
+   * @generated from field: int64 agents_pending = 9;
+   */
+  agentsPending: bigint;
+
+  /**
+   * @generated from field: int64 agents_pending_rekeyed = 10;
+   */
+  agentsPendingRekeyed: bigint;
+
+  /**
+   * @generated from field: int64 agents_rejected = 11;
+   */
+  agentsRejected: bigint;
 };
 
 /**
@@ -509,7 +903,7 @@ export type FleetStatsResponse = Message<"bmaas.operator.v1.FleetStatsResponse">
  * Use `create(FleetStatsResponseSchema)` to create a new message.
  */
 export const FleetStatsResponseSchema: GenMessage<FleetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 15);
+  messageDesc(file_bmaas_operator_v1_operator, 26);
 
 /**
  * HardwareTotals sums the hardware reports of one provider and location.
@@ -548,7 +942,7 @@ export type HardwareTotals = Message<"bmaas.operator.v1.HardwareTotals"> & {
  * Use `create(HardwareTotalsSchema)` to create a new message.
  */
 export const HardwareTotalsSchema: GenMessage<HardwareTotals> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 16);
+  messageDesc(file_bmaas_operator_v1_operator, 27);
 
 /**
  * CreateMachineRequest: provider and provider_id are both set or both empty.
@@ -576,7 +970,7 @@ export type CreateMachineRequest = Message<"bmaas.operator.v1.CreateMachineReque
  * Use `create(CreateMachineRequestSchema)` to create a new message.
  */
 export const CreateMachineRequestSchema: GenMessage<CreateMachineRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 17);
+  messageDesc(file_bmaas_operator_v1_operator, 28);
 
 /**
  * CreateMachineResponse carries the new machine's ID.
@@ -595,7 +989,7 @@ export type CreateMachineResponse = Message<"bmaas.operator.v1.CreateMachineResp
  * Use `create(CreateMachineResponseSchema)` to create a new message.
  */
 export const CreateMachineResponseSchema: GenMessage<CreateMachineResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 18);
+  messageDesc(file_bmaas_operator_v1_operator, 29);
 
 /**
  * RegisterAgentRequest names a machine and its agent's key.
@@ -621,7 +1015,7 @@ export type RegisterAgentRequest = Message<"bmaas.operator.v1.RegisterAgentReque
  * Use `create(RegisterAgentRequestSchema)` to create a new message.
  */
 export const RegisterAgentRequestSchema: GenMessage<RegisterAgentRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 19);
+  messageDesc(file_bmaas_operator_v1_operator, 30);
 
 /**
  * RegisterAgentResponse echoes what was recorded.
@@ -647,7 +1041,7 @@ export type RegisterAgentResponse = Message<"bmaas.operator.v1.RegisterAgentResp
  * Use `create(RegisterAgentResponseSchema)` to create a new message.
  */
 export const RegisterAgentResponseSchema: GenMessage<RegisterAgentResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 20);
+  messageDesc(file_bmaas_operator_v1_operator, 31);
 
 /**
  * GetMachineRequest names a machine.
@@ -666,7 +1060,7 @@ export type GetMachineRequest = Message<"bmaas.operator.v1.GetMachineRequest"> &
  * Use `create(GetMachineRequestSchema)` to create a new message.
  */
 export const GetMachineRequestSchema: GenMessage<GetMachineRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 21);
+  messageDesc(file_bmaas_operator_v1_operator, 32);
 
 /**
  * GetMachineResponse returns the machine.
@@ -685,7 +1079,7 @@ export type GetMachineResponse = Message<"bmaas.operator.v1.GetMachineResponse">
  * Use `create(GetMachineResponseSchema)` to create a new message.
  */
 export const GetMachineResponseSchema: GenMessage<GetMachineResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 22);
+  messageDesc(file_bmaas_operator_v1_operator, 33);
 
 /**
  * SetInstallationRequestRequest describes the installation to perform.
@@ -730,7 +1124,7 @@ export type SetInstallationRequestRequest = Message<"bmaas.operator.v1.SetInstal
  * Use `create(SetInstallationRequestRequestSchema)` to create a new message.
  */
 export const SetInstallationRequestRequestSchema: GenMessage<SetInstallationRequestRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 23);
+  messageDesc(file_bmaas_operator_v1_operator, 34);
 
 /**
  * SetInstallationRequestResponse is empty.
@@ -745,7 +1139,7 @@ export type SetInstallationRequestResponse = Message<"bmaas.operator.v1.SetInsta
  * Use `create(SetInstallationRequestResponseSchema)` to create a new message.
  */
 export const SetInstallationRequestResponseSchema: GenMessage<SetInstallationRequestResponse> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 24);
+  messageDesc(file_bmaas_operator_v1_operator, 35);
 
 /**
  * Machine is a machine with all of its tags; absent tags are unset.
@@ -799,6 +1193,13 @@ export type Machine = Message<"bmaas.operator.v1.Machine"> & {
    * @generated from field: bool installation_pending = 9;
    */
   installationPending: boolean;
+
+  /**
+   * Keys of this machine that are pending or rejected (at most 20).
+   *
+   * @generated from field: repeated bmaas.operator.v1.AgentRequest agent_requests = 10;
+   */
+  agentRequests: AgentRequest[];
 };
 
 /**
@@ -806,7 +1207,7 @@ export type Machine = Message<"bmaas.operator.v1.Machine"> & {
  * Use `create(MachineSchema)` to create a new message.
  */
 export const MachineSchema: GenMessage<Machine> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 25);
+  messageDesc(file_bmaas_operator_v1_operator, 36);
 
 /**
  * Provided: the machine was supplied by a provider.
@@ -845,7 +1246,7 @@ export type Provided = Message<"bmaas.operator.v1.Provided"> & {
  * Use `create(ProvidedSchema)` to create a new message.
  */
 export const ProvidedSchema: GenMessage<Provided> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 26);
+  messageDesc(file_bmaas_operator_v1_operator, 37);
 
 /**
  * AgentStarted: an agent was started with this key.
@@ -869,6 +1270,20 @@ export type AgentStarted = Message<"bmaas.operator.v1.AgentStarted"> & {
    * @generated from field: string key_fingerprint = 3;
    */
   keyFingerprint: string;
+
+  /**
+   * PREAUTHORIZED or ACCEPTED.
+   *
+   * @generated from field: bmaas.operator.v1.AdmissionState admission = 4;
+   */
+  admission: AdmissionState;
+
+  /**
+   * Who decided: an operator's certificate name, "import", or "enrollment CA …".
+   *
+   * @generated from field: string admitted_by = 5;
+   */
+  admittedBy: string;
 };
 
 /**
@@ -876,7 +1291,7 @@ export type AgentStarted = Message<"bmaas.operator.v1.AgentStarted"> & {
  * Use `create(AgentStartedSchema)` to create a new message.
  */
 export const AgentStartedSchema: GenMessage<AgentStarted> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 27);
+  messageDesc(file_bmaas_operator_v1_operator, 38);
 
 /**
  * AgentHeartbeat: the agent's last heartbeat.
@@ -902,7 +1317,7 @@ export type AgentHeartbeat = Message<"bmaas.operator.v1.AgentHeartbeat"> & {
  * Use `create(AgentHeartbeatSchema)` to create a new message.
  */
 export const AgentHeartbeatSchema: GenMessage<AgentHeartbeat> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 28);
+  messageDesc(file_bmaas_operator_v1_operator, 39);
 
 /**
  * HardwareReport: the last non-empty hardware report.
@@ -938,7 +1353,7 @@ export type HardwareReport = Message<"bmaas.operator.v1.HardwareReport"> & {
  * Use `create(HardwareReportSchema)` to create a new message.
  */
 export const HardwareReportSchema: GenMessage<HardwareReport> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 29);
+  messageDesc(file_bmaas_operator_v1_operator, 40);
 
 /**
  * InstallationRequest: the pending or last installation request.
@@ -967,7 +1382,7 @@ export type InstallationRequest = Message<"bmaas.operator.v1.InstallationRequest
  * Use `create(InstallationRequestSchema)` to create a new message.
  */
 export const InstallationRequestSchema: GenMessage<InstallationRequest> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 30);
+  messageDesc(file_bmaas_operator_v1_operator, 41);
 
 /**
  * InstallationReport: the last installation result.
@@ -1003,7 +1418,153 @@ export type InstallationReport = Message<"bmaas.operator.v1.InstallationReport">
  * Use `create(InstallationReportSchema)` to create a new message.
  */
 export const InstallationReportSchema: GenMessage<InstallationReport> = /*@__PURE__*/
-  messageDesc(file_bmaas_operator_v1_operator, 31);
+  messageDesc(file_bmaas_operator_v1_operator, 42);
+
+/**
+ * AdmissionState of a (machine, key) pair.
+ *
+ * @generated from enum bmaas.operator.v1.AdmissionState
+ */
+export enum AdmissionState {
+  /**
+   * @generated from enum value: ADMISSION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Registered by an operator (or import) before the agent asked.
+   *
+   * @generated from enum value: ADMISSION_STATE_PREAUTHORIZED = 1;
+   */
+  PREAUTHORIZED = 1,
+
+  /**
+   * Asked, waiting for an operator.
+   *
+   * @generated from enum value: ADMISSION_STATE_PENDING = 2;
+   */
+  PENDING = 2,
+
+  /**
+   * Accepted by an operator or an enrollment CA.
+   *
+   * @generated from enum value: ADMISSION_STATE_ACCEPTED = 3;
+   */
+  ACCEPTED = 3,
+
+  /**
+   * Refused for good (by an operator, replaced by a newer key, or revoked).
+   *
+   * @generated from enum value: ADMISSION_STATE_REJECTED = 4;
+   */
+  REJECTED = 4,
+}
+
+/**
+ * Describes the enum bmaas.operator.v1.AdmissionState.
+ */
+export const AdmissionStateSchema: GenEnum<AdmissionState> = /*@__PURE__*/
+  enumDesc(file_bmaas_operator_v1_operator, 0);
+
+/**
+ * HardwareMatch compares a pending key's hardware report with the machine's
+ * last accepted one.
+ *
+ * @generated from enum bmaas.operator.v1.HardwareMatch
+ */
+export enum HardwareMatch {
+  /**
+   * @generated from enum value: HARDWARE_MATCH_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Byte for byte the same report.
+   *
+   * @generated from enum value: HARDWARE_MATCH_IDENTICAL = 1;
+   */
+  IDENTICAL = 1,
+
+  /**
+   * Same DMI identity, NIC MACs and disk serials; other details differ.
+   *
+   * @generated from enum value: HARDWARE_MATCH_SAME_IDENTITY = 2;
+   */
+  SAME_IDENTITY = 2,
+
+  /**
+   * Not the same hardware as far as the reports tell.
+   *
+   * @generated from enum value: HARDWARE_MATCH_DIFFERENT = 3;
+   */
+  DIFFERENT = 3,
+
+  /**
+   * The request carried no hardware report.
+   *
+   * @generated from enum value: HARDWARE_MATCH_NO_REPORT = 4;
+   */
+  NO_REPORT = 4,
+
+  /**
+   * The machine never reported its hardware.
+   *
+   * @generated from enum value: HARDWARE_MATCH_NO_ACCEPTED_REPORT = 5;
+   */
+  NO_ACCEPTED_REPORT = 5,
+}
+
+/**
+ * Describes the enum bmaas.operator.v1.HardwareMatch.
+ */
+export const HardwareMatchSchema: GenEnum<HardwareMatch> = /*@__PURE__*/
+  enumDesc(file_bmaas_operator_v1_operator, 1);
+
+/**
+ * ImportOutcome of one entry.
+ *
+ * @generated from enum bmaas.operator.v1.ImportOutcome
+ */
+export enum ImportOutcome {
+  /**
+   * @generated from enum value: IMPORT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A new machine (with its key, if given).
+   *
+   * @generated from enum value: IMPORT_OUTCOME_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * The machine existed without a key; the key was set.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_KEY_SET = 2;
+   */
+  KEY_SET = 2,
+
+  /**
+   * Nothing to do.
+   *
+   * @generated from enum value: IMPORT_OUTCOME_UNCHANGED = 3;
+   */
+  UNCHANGED = 3,
+
+  /**
+   * The machine has a different key: nothing written (use RegisterAgent to replace it).
+   *
+   * @generated from enum value: IMPORT_OUTCOME_KEY_CONFLICT = 4;
+   */
+  KEY_CONFLICT = 4,
+}
+
+/**
+ * Describes the enum bmaas.operator.v1.ImportOutcome.
+ */
+export const ImportOutcomeSchema: GenEnum<ImportOutcome> = /*@__PURE__*/
+  enumDesc(file_bmaas_operator_v1_operator, 2);
 
 /**
  * HeartbeatState says how recent a machine's last heartbeat is.
@@ -1042,7 +1603,7 @@ export enum HeartbeatState {
  * Describes the enum bmaas.operator.v1.HeartbeatState.
  */
 export const HeartbeatStateSchema: GenEnum<HeartbeatState> = /*@__PURE__*/
-  enumDesc(file_bmaas_operator_v1_operator, 0);
+  enumDesc(file_bmaas_operator_v1_operator, 3);
 
 /**
  * OperatorService lets operators inspect and steer machines.
@@ -1164,6 +1725,50 @@ export const OperatorService: GenService<{
     methodKind: "unary";
     input: typeof FleetStatsRequestSchema;
     output: typeof FleetStatsResponseSchema;
+  },
+  /**
+   * ListAgentRequests pages through keys that asked to be admitted (pending)
+   * or were refused for good (rejected), in (machine, fingerprint) order.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.ListAgentRequests
+   */
+  listAgentRequests: {
+    methodKind: "unary";
+    input: typeof ListAgentRequestsRequestSchema;
+    output: typeof ListAgentRequestsResponseSchema;
+  },
+  /**
+   * AcceptAgent makes a pending (or rejected) key the machine's key; the old
+   * key is refused from then on.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.AcceptAgent
+   */
+  acceptAgent: {
+    methodKind: "unary";
+    input: typeof AcceptAgentRequestSchema;
+    output: typeof AcceptAgentResponseSchema;
+  },
+  /**
+   * RejectAgent refuses a pending key for good: its heartbeats record nothing more.
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.RejectAgent
+   */
+  rejectAgent: {
+    methodKind: "unary";
+    input: typeof RejectAgentRequestSchema;
+    output: typeof RejectAgentResponseSchema;
+  },
+  /**
+   * ImportMachines creates machines and preauthorizes their agents' keys in
+   * bulk, one transaction per request (at most 5000 entries). Idempotent:
+   * machines are identified by (provider, provider_id).
+   *
+   * @generated from rpc bmaas.operator.v1.OperatorService.ImportMachines
+   */
+  importMachines: {
+    methodKind: "unary";
+    input: typeof ImportMachinesRequestSchema;
+    output: typeof ImportMachinesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_bmaas_operator_v1_operator, 0);
