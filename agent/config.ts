@@ -6,6 +6,7 @@ export interface AgentRunFlags {
   server?: string;
   machineId?: string;
   key?: string;
+  cert?: string;
   ca?: string;
   insecure?: boolean;
   once?: boolean;
@@ -30,6 +31,11 @@ export const AgentConfig = {
       .addOption(new Option("--server <host:port>", "agent listener of bmaas-server").env("BMAAS_AGENT_SERVER"))
       .addOption(new Option("--machine-id <uuid>", "this machine's ID").env("BMAAS_AGENT_MACHINE_ID"))
       .addOption(new Option("--key <file>", "Ed25519 private key (bmaas-agent keygen)").env("BMAAS_AGENT_KEY"))
+      .addOption(
+        new Option("--cert <file>", "client certificate for --key (PEM, leaf first, intermediates after), e.g. from an enrollment CA; default: ephemeral self-signed").env(
+          "BMAAS_AGENT_CERT",
+        ),
+      )
       .addOption(new Option("--ca <file>", "CA to verify the server with").env("BMAAS_AGENT_CA"))
       .addOption(booleanOption("--insecure", "do not verify the server (labs only)", "BMAAS_AGENT_INSECURE"))
       .addOption(new Option("--once", "one heartbeat cycle, then exit (0 on success, else the gRPC status code)"))

@@ -1,4 +1,4 @@
-import { createPrivateKey, type KeyObject } from "node:crypto";
+import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 
@@ -41,4 +41,28 @@ export function loadKeyFile(path: string): KeyObject {
 /** The public key as `bmctl agent register` takes it: 64 hex digits. */
 export function publicKeyHex(key: KeyObject): string {
   return Buffer.from(rawEd25519PublicKey(key)).toString("hex");
+}
+
+/**
+ * Reads a client certificate (PEM, the leaf first, optionally followed by
+ * intermediates) for an enrollment CA, and checks that the leaf is for key:
+ * a certificate for another key would only fail the TLS handshake, later and
+ * less clearly.
+ */
+export function loadCertFile(path: string, key: KeyObject): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new Error(`cannot read certificate ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(pem);
+  } catch {
+    throw new Error(`${path} is not a PEM certificate`);
+  }
+  if (!leaf.checkPrivateKey(key)) throw new Error(`${path} is not a certificate for the key of --key (its public key differs)`);
+  if (new Date(leaf.validTo).getTime() < Date.now()) throw new Error(`${path} expired on ${new Date(leaf.validTo).toISOString()}`);
+  return pem;
 }

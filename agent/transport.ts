@@ -8,6 +8,8 @@ import type { HeartbeatTransport } from "./agent.js";
 export interface TransportOptions {
   server: string;
   key: KeyObject;
+  /** A PEM certificate chain for key (leaf first), e.g. signed by an enrollment CA; default: an ephemeral self-signed one. */
+  certPem?: string;
   /** PEM CA to verify the server with; omitted only with insecure. */
   caPem?: string;
   /** Skip verifying the server: for labs only. */
@@ -17,12 +19,13 @@ export interface TransportOptions {
 
 /**
  * A heartbeat transport over one long-lived gRPC connection, authenticated by
- * an ephemeral self-signed certificate made from the agent key at start.
+ * an ephemeral self-signed certificate made from the agent key at start, or
+ * by the given certificate (--cert).
  */
 export async function grpcTransport(options: TransportOptions): Promise<{ transport: HeartbeatTransport; close: () => void }> {
-  const cert = await createAgentCertificate(options.key);
-  const key = Buffer.from(cert.key);
-  const chain = Buffer.from(cert.cert);
+  const cert = options.certPem ? undefined : await createAgentCertificate(options.key);
+  const key = Buffer.from(options.key.export({ format: "pem", type: "pkcs8" }));
+  const chain = Buffer.from(options.certPem ?? cert!.cert);
   const credentials = options.insecure
     ? grpc.credentials.createSsl(null, key, chain, { rejectUnauthorized: false })
     : grpc.credentials.createSsl(Buffer.from(options.caPem!), key, chain);

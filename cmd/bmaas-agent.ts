@@ -6,7 +6,7 @@ import { Agent, installRequestJson } from "../agent/agent.js";
 import { runCommand } from "../agent/commands.js";
 import { AgentConfig, type AgentRunFlags } from "../agent/config.js";
 import { collectHardwareReport } from "../agent/hwreport/index.js";
-import { createKeyFile, loadKeyFile, publicKeyHex } from "../agent/identity.js";
+import { createKeyFile, loadCertFile, loadKeyFile, publicKeyHex } from "../agent/identity.js";
 import { InstallStateFile } from "../agent/install-state.js";
 import { grpcTransport } from "../agent/transport.js";
 import { MAX_TIMER_MS } from "../lib/flags.js";
@@ -31,9 +31,11 @@ async function run(flags: AgentRunFlags): Promise<void> {
   let required: ReturnType<typeof AgentConfig.check>;
   let key: ReturnType<typeof loadKeyFile>;
   let caPem: string | undefined;
+  let certPem: string | undefined;
   try {
     required = AgentConfig.check(flags);
     key = loadKeyFile(required.key);
+    certPem = flags.cert ? loadCertFile(flags.cert, key) : undefined;
     caPem = flags.ca ? readFileSync(flags.ca, "utf8") : undefined;
   } catch (e) {
     fail(NAME, (e as Error).message, 2);
@@ -41,7 +43,7 @@ async function run(flags: AgentRunFlags): Promise<void> {
   const logger = pino({ level: flags.logLevel, base: { svc: NAME, machineId: required.machineId } }, pino.destination(2));
   if (flags.insecure) logger.warn("--insecure: the server's certificate is NOT verified; use only in a lab");
 
-  const { transport, close } = await grpcTransport({ server: required.server, key, insecure: !!flags.insecure, ...(caPem && { caPem }) });
+  const { transport, close } = await grpcTransport({ server: required.server, key, insecure: !!flags.insecure, ...(caPem && { caPem }), ...(certPem && { certPem }) });
   const abort = new AbortController();
   const roots = { proc: flags.procRoot, sys: flags.sysRoot };
   const installer = flags.installer;

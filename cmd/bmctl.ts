@@ -19,6 +19,9 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DEV_CERT_FILES } from "../lib/certs.js";
 import { numberArg } from "../lib/flags.js";
 import { createClient, type ServiceClient } from "../lib/grpc-adapter.js";
+import { addAgentAdmissionCommands } from "./bmctl/agent-admission.js";
+import type { CommandContext } from "./bmctl/context.js";
+import { addMachineImportCommand } from "./bmctl/machine-import.js";
 import { DEV_CERTS_HELP, findDevCerts } from "./private/dev-certs.js";
 import { diagnoseConnection, type TlsMaterial } from "./private/diagnose.js";
 import { fail, oneLine } from "./private/fail.js";
@@ -193,6 +196,7 @@ async function main(): Promise<void> {
     }
   };
   const example = (text: string) => `\nExample:\n  ${text}`;
+  const ctx: CommandContext = { operator, run, deadline, print, example, machineId, pageSize };
 
   const machine = program.command("machine").description("create, list, inspect, watch and delete machines");
   machine
@@ -356,7 +360,10 @@ async function main(): Promise<void> {
       }),
     );
 
-  const agent = program.command("agent").description("manage agent keys");
+  addMachineImportCommand(machine, ctx);
+
+  const agent = program.command("agent").description("manage agent keys and their admission");
+  addAgentAdmissionCommands(agent, ctx);
   agent
     .command("register")
     .description("record the Ed25519 public key of the agent started on a machine (replaces an older key)")

@@ -1,11 +1,11 @@
 import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import * as ed from "@noble/ed25519";
 import { validate as isUuid } from "uuid";
 import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bmdb/index.js";
 import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import { ed25519KeyProblem } from "../lib/ed25519-key.js";
 import type { ServiceHandlers } from "../lib/grpc-adapter.js";
 import type { Decision } from "./admission-metrics.js";
 import { admissionHandlers, operatorName } from "./operator-admission.js";
@@ -32,20 +32,8 @@ export function machineIdArg(id: string): string {
 
 /** Rejects anything but a valid Ed25519 point, so typos fail here, not at the agent. */
 export function publicKeyArg(key: Uint8Array): Uint8Array {
-  if (key.length !== 32) {
-    throw new RpcError(grpc.status.INVALID_ARGUMENT, `public_key must be 32 bytes (raw Ed25519), got ${key.length}`);
-  }
-  let point: ed.Point;
-  try {
-    point = ed.Point.fromBytes(key);
-  } catch {
-    throw new RpcError(grpc.status.INVALID_ARGUMENT, "public_key is not a valid Ed25519 public key");
-  }
-  // Small-order points (the all-zero key among them) verify forged signatures;
-  // no honest key generator produces one.
-  if (point.isSmallOrder() || !point.isTorsionFree()) {
-    throw new RpcError(grpc.status.INVALID_ARGUMENT, "public_key is not a valid Ed25519 public key (small order)");
-  }
+  const problem = ed25519KeyProblem(key);
+  if (problem) throw new RpcError(grpc.status.INVALID_ARGUMENT, problem);
   return key;
 }
 

@@ -1,5 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { admissionStatsLine, agentKeyRows } from "./admission-format.js";
 import { HeartbeatState, type FleetStatsResponse, type Machine, type MachineEvent, type MachineSummary } from "../../gen/bmaas/operator/v1/operator_pb.js";
 
 /** "12s ago", "5m ago", "3h ago", "2d ago". */
@@ -34,7 +35,7 @@ export function formatMachine(m: Machine, now = Date.now()): string {
     const extra = [p.status && `status ${p.status}`, p.address && `address ${p.address}`, p.location && `location ${p.location}`].filter(Boolean);
     rows.push(["provider", `${p.provider} / ${p.providerId}${extra.length ? ` (${extra.join(", ")})` : ""}`]);
   }
-  rows.push(["agent key", m.agentStarted ? `sha256:${m.agentStarted.keyFingerprint} (registered ${when(m.agentStarted.startedAt, now)})` : "none registered"]);
+  rows.push(...agentKeyRows(m, (ts) => when(ts, now), now));
   rows.push(["heartbeat", m.agentHeartbeat ? when(m.agentHeartbeat.lastHeartbeatAt, now) : "never"]);
   const hw = m.hardwareReport;
   if (hw?.report) {
@@ -105,10 +106,11 @@ export function formatFleetStats(s: FleetStatsResponse): string {
     ["MACHINES", "PROVIDED", "HEARTBEATING", "PENDING INSTALL", "INSTALLED", "PENDING AGENT START", "PENDING RECOVERY"],
     [[s.machines, s.provided, s.heartbeating, s.pendingInstallation, s.installed, s.pendingAgentStart, s.pendingRecovery].map(String)],
   );
-  if (s.hardware.length === 0) return counters + "\n\nno hardware reports yet";
+  const withAdmission = `${counters}\n\n${admissionStatsLine(s)}`;
+  if (s.hardware.length === 0) return withAdmission + "\n\nno hardware reports yet";
   const hw = table(
     ["PROVIDER", "LOCATION", "NODES", "CPU THREADS", "MEMORY"],
     s.hardware.map((h) => [h.provider || "-", h.location || "-", String(h.nodes), String(h.cpuThreads), humanBytes(h.memoryBytes)]),
   );
-  return `${counters}\n\n${hw}`;
+  return `${withAdmission}\n\n${hw}`;
 }
