@@ -10,11 +10,12 @@ export type PeerIdentity =
   | { kind: "refused"; reason: string; keyFingerprint?: string };
 
 /**
- * The certificates the client sent, leaf first, as Node links them through
- * issuerCertificate (a self-signed certificate is its own issuer, the same
- * object). Certificates that do not chain to the leaf are not visible here.
+ * The certificates Node links from the leaf through issuerCertificate, leaf
+ * first: those the client sent that chain to the leaf, and possibly an issuer
+ * from Node's own store after them (a self-signed certificate is its own
+ * issuer, the same object, and ends the walk).
  */
-function presentedChain(peer: DetailedPeerCertificate): DetailedPeerCertificate[] {
+function linkedChain(peer: DetailedPeerCertificate): DetailedPeerCertificate[] {
   const chain = [peer];
   let c = peer;
   while (c.issuerCertificate && c.issuerCertificate !== c && chain.length < 10) {
@@ -25,23 +26,35 @@ function presentedChain(peer: DetailedPeerCertificate): DetailedPeerCertificate[
 }
 
 /**
- * The identity of a TLS peer on the agent listener: a client certificate
- * carrying an Ed25519 key. The key is the identity (the machine database
- * decides whether it belongs to a machine); the TLS handshake already proved
- * possession of it. Exactly one certificate, not chain-verified — except a
- * chain that verifies against an enrollment CA (./enrollment-ca.ts), which may
- * carry intermediates and adds an enrollment claim.
- * On a resumed TLS session OpenSSL restores the peer certificate of the full
- * handshake that created the session, so the identity is that key again.
+ * The client's chain as it sent it, leaf first, when every one of the
+ * `certificates` it sent chains to the leaf; undefined otherwise (an unrelated
+ * certificate is invisible through Node's API but counted).
  */
-export function identifyTlsPeer(socket: TLSSocket, enrollmentCas: readonly EnrollmentCa[] = []): PeerIdentity {
+function sentChain(socket: TLSSocket, certificates: number): X509Certificate[] | undefined {
   const peer = socket.getPeerCertificate(true);
-  if (!peer || !peer.raw) return { kind: "refused", reason: "no client certificate" };
-  const chain = presentedChain(peer);
-  // More than one certificate (sent, or an issuer Node found in its own
-  // store) is refused, unless the chain verifies against an enrollment CA.
-  const claim = enrollmentCas.length > 0 ? enrollmentClaim(chain.map((c) => new X509Certificate(c.raw)), enrollmentCas) : undefined;
-  if (chain.length > 1 && !claim) return { kind: "refused", reason: "more than one client certificate" };
+  if (!peer?.raw) return undefined;
+  const linked = linkedChain(peer);
+  if (linked.length < certificates) return undefined;
+  return linked.slice(0, certificates).map((c) => new X509Certificate(c.raw));
+}
+
+/**
+ * The identity of a TLS peer on the agent listener: a client certificate
+ * carrying an Ed25519 key. `certificates` is how many the client sent,
+ * counted from its TLS handshake (tls-client-flight.ts): Node shows only
+ * those that chain to the leaf. Exactly one, not chain-verified: the TLS
+ * handshake already proved possession of its key, and the key is the identity
+ * (the machine database decides whether it belongs to a machine). The one
+ * exception is a chain that verifies against an enrollment CA
+ * (./enrollment-ca.ts): it may carry intermediates, and it adds an enrollment
+ * claim. Sessions are never resumed on the agent listener, so every
+ * connection's identity comes from a certificate it sent itself.
+ */
+export function identifyTlsPeer(socket: TLSSocket, certificates: number, enrollmentCas: readonly EnrollmentCa[] = []): PeerIdentity {
+  if (certificates === 0) return { kind: "refused", reason: "no client certificate" };
+  const chain = enrollmentCas.length > 0 ? sentChain(socket, certificates) : undefined;
+  const claim = chain ? enrollmentClaim(chain, enrollmentCas) : undefined;
+  if (certificates !== 1 && !claim) return { kind: "refused", reason: `${certificates} client certificates, not exactly one` };
   const x509 = socket.getPeerX509Certificate();
   const type = x509?.publicKey.asymmetricKeyType;
   if (!x509 || type !== "ed25519") return { kind: "refused", reason: `client certificate key is ${type ?? "unknown"}, not Ed25519` };
