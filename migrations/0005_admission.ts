@@ -70,7 +70,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         from unnest(p_machine_ids, p_keys, p_reports, p_report_jsons, p_event_ids) with ordinality as t(machine_id, public_key, report, report_json, event_id, ord)
         order by 1, 2
       loop
-        if not exists (select 1 from machines m where m.machine_id = r.machine_id) then
+        -- The machine's row lock serialises recorders of one machine, so its bound is exact.
+        if not exists (select 1 from machines m where m.machine_id = r.machine_id for no key update) then
           out_ord := r.ord; out_status := 'unknown_machine'; return next; continue;
         end if;
         select s.agent_public_key into v_current from machine_agent_started s where s.machine_id = r.machine_id;

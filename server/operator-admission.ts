@@ -73,7 +73,7 @@ export function agentRequestMessage(r: AgentRequestView): MessageInitShape<typeo
 export function operatorName(call: { getAuthContext?: () => { sslPeerCertificate?: { subject?: { CN?: string | string[] } } } }): string {
   const cn = call.getAuthContext?.()?.sslPeerCertificate?.subject?.CN;
   const name = Array.isArray(cn) ? cn[0] : cn;
-  return name ? `operator ${name}` : "operator";
+  return name ? `CN=${name}` : "operator";
 }
 
 /** A key fingerprint or a unique prefix of it: 8 to 64 hex digits, optionally "sha256:" first. */
