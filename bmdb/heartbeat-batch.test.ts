@@ -33,7 +33,12 @@ describe.each(testBackends())("heartbeat batches on $name", (backend) => {
     const unknown = { machineId: "00000000-0000-4000-8000-000000000001", publicKey: randomBytes(32) };
     const wrongKey = { machineId: b.machineId, publicKey: randomBytes(32) };
     const out = await bmdb.heartbeatBatch([unknown, a, wrongKey]);
-    expect(out).toEqual([{ authenticated: false }, { authenticated: true, installationRequest: null }, { authenticated: false }]);
+    // An unknown machine records nothing; a wrong key of an existing machine asks to be admitted (bmdb/admission.ts).
+    expect(out).toEqual([
+      { authenticated: false, refusal: "unknown_machine" },
+      { authenticated: true, installationRequest: null },
+      { authenticated: false, refusal: "pending_new" },
+    ]);
     expect((await bmdb.getMachine(a.machineId)).agentHeartbeat?.lastHeartbeatAt).toEqual(clock);
     expect((await bmdb.getMachine(b.machineId)).agentHeartbeat).toBeNull();
   });
@@ -73,7 +78,8 @@ describe.each(testBackends())("heartbeat batches on $name", (backend) => {
     const a = await agent();
     await bmdb.heartbeatBatch([a]);
     await bmdb.revokeAgent(a.machineId);
-    expect(await bmdb.heartbeatBatch([a])).toEqual([{ authenticated: false }]);
+    // The revoked key is refused for good (rejected), so it asks no more.
+    expect(await bmdb.heartbeatBatch([a])).toEqual([{ authenticated: false, refusal: "rejected" }]);
     expect((await bmdb.getMachine(a.machineId)).agentHeartbeat).toBeNull();
   });
 

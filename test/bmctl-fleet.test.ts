@@ -81,7 +81,7 @@ describe("bmctl fleet commands", () => {
     const code = await new Promise<number | null>((r) => p.on("exit", r));
     expect(code).toBe(0);
     const lines = out.trim().split("\n");
-    expect(lines[0]).toMatch(new RegExp(`Z  ${machineId}  agent_registered  \\{"keyFingerprint":"[0-9a-f]{64}"\\}$`));
+    expect(lines[0]).toMatch(new RegExp(`Z  ${machineId}  agent_registered  \\{"keyFingerprint":"[0-9a-f]{64}","admission":"preauthorized","by":"CN=operator"\\}$`));
     expect(lines[1]).toMatch(new RegExp(`Z  ${machineId}  first_heartbeat$`));
   });
 

@@ -31,10 +31,10 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   it("authenticates only the registered (machine, key) pair", async () => {
     const id = await bmdb.createMachine();
     const key = randomBytes(32);
-    expect(await bmdb.heartbeat({ machineId: id, publicKey: key })).toEqual({ authenticated: false });
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: key })).toEqual({ authenticated: false, refusal: "pending_new" });
     await bmdb.registerAgent(id, key);
     expect(await bmdb.heartbeat({ machineId: id, publicKey: key })).toEqual({ authenticated: true, installationRequest: null });
-    expect(await bmdb.heartbeat({ machineId: id, publicKey: randomBytes(32) })).toEqual({ authenticated: false });
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: randomBytes(32) })).toEqual({ authenticated: false, refusal: "pending_new" });
     const m = await bmdb.getMachine(id);
     expect(m.agentHeartbeat?.lastHeartbeatAt).toBeInstanceOf(Date);
     expect(m.agentStarted?.keyFingerprint).toBe(keyFingerprint(key));
