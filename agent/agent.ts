@@ -131,7 +131,7 @@ export class Agent {
       if (!this.#saidNotAdmitted) {
         this.#d.logger.warn(
           { machineId: this.#d.machineId },
-          `${NOT_ADMITTED}: the server does not accept this machine ID with this agent's key; register it with bmctl agent register. Retrying with backoff`,
+          `${NOT_ADMITTED}: the server does not accept this machine ID with this agent's key yet; an operator admits it with bmctl agent accept (it is listed by bmctl agent pending) or bmctl agent register. Retrying with backoff`,
         );
         this.#saidNotAdmitted = true;
       }

@@ -49,9 +49,9 @@ export interface AgentCert {
 export async function issueAgentCert(
   ca: TestCa,
   machineId: string,
-  options: { notAfter?: Date; notBefore?: Date; intermediates?: TestCa[]; uri?: string } = {},
+  options: { notAfter?: Date; notBefore?: Date; intermediates?: TestCa[]; uri?: string; key?: KeyObject } = {},
 ): Promise<AgentCert> {
-  const key = generateAgentKey();
+  const key = options.key ?? generateAgentKey();
   const spki = createPublicKey(key).export({ format: "der", type: "spki" });
   const publicKey = (await webcrypto.subtle.importKey("spki", spki, { name: "Ed25519" }, true, ["verify"])) as unknown as CryptoKey;
   const leaf = await x509.X509CertificateGenerator.create({
