@@ -10,6 +10,7 @@ import {
   type AgentRequestSchema,
   type OperatorService,
 } from "../gen/bmaas/operator/v1/operator_pb.js";
+import { ed25519KeyProblem } from "../lib/ed25519-key.js";
 import type { ServiceHandlers } from "../lib/grpc-adapter.js";
 import type { Decision } from "./admission-metrics.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
@@ -92,7 +93,7 @@ function textField(what: string, text: string, index: number): string {
 
 export function admissionHandlers(
   bmdb: Bmdb,
-  args: { machineIdArg: (id: string) => string; publicKeyArg: (key: Uint8Array) => Uint8Array; onDecision: (d: Decision, n?: number) => void },
+  args: { machineIdArg: (id: string) => string; onDecision: (d: Decision, n?: number) => void },
 ): ServiceHandlers<AdmissionMethods> {
   return {
     async listAgentRequests(req) {
@@ -149,11 +150,10 @@ export function admissionHandlers(
         seen.set(id, i);
         let publicKey: Uint8Array | undefined;
         if (e.publicKey.length > 0) {
-          try {
-            publicKey = args.publicKeyArg(e.publicKey);
-          } catch (err) {
-            throw new RpcError(grpc.status.INVALID_ARGUMENT, `entry ${i + 1}: ${(err as Error).message}`);
-          }
+          // Without the per-key scalar multiplication (lib/ed25519-key.ts): bulk scale.
+          const problem = ed25519KeyProblem(e.publicKey, { torsionCheck: false });
+          if (problem) throw new RpcError(grpc.status.INVALID_ARGUMENT, `entry ${i + 1}: ${problem}`);
+          publicKey = e.publicKey;
         }
         return { provider, providerId, publicKey };
       });

@@ -40,7 +40,7 @@ export function publicKeyArg(key: Uint8Array): Uint8Array {
 export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof OperatorService)["method"]> {
   const { bmdb } = deps;
   return {
-    ...admissionHandlers(bmdb, { machineIdArg, publicKeyArg, onDecision: deps.onDecision ?? (() => {}) }),
+    ...admissionHandlers(bmdb, { machineIdArg, onDecision: deps.onDecision ?? (() => {}) }),
     async listMachines(req) {
       const size = pageSize(req.pageSize, 100, 1000);
       const after = decodePageToken(req.pageToken, ["after"])?.after;

@@ -1,0 +1,12 @@
+import * as ed from "@noble/ed25519";
+import { generateKeyPairSync } from "node:crypto";
+const keys = Array.from({length: 2000}, () => Buffer.from(generateKeyPairSync("ed25519").publicKey.export({format:"jwk"}).x!, "base64url"));
+let t = performance.now();
+for (const k of keys) ed.Point.fromBytes(k);
+console.log("fromBytes ms/key", (performance.now()-t)/keys.length);
+t = performance.now();
+for (const k of keys) ed.Point.fromBytes(k).isSmallOrder();
+console.log("+smallorder", (performance.now()-t)/keys.length);
+t = performance.now();
+for (const k of keys) ed.Point.fromBytes(k).isTorsionFree();
+console.log("+torsionfree", (performance.now()-t)/keys.length);
