@@ -4,8 +4,9 @@ import { BmdbError, MachineNotFoundError } from "./errors.js";
 import { EVENTS_CHANNEL } from "./events.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { hardwareMatch, type HardwareMatch, type StoredReport } from "./hardware-match.js";
-import { writeHistory } from "./history-write.js";
+import { recordEvent } from "./history.js";
 import { newEventId } from "./private/event-id.js";
+import type { TxContext } from "./private/tx-context.js";
 
 // Admission of agent keys: the pending requests refused heartbeats record,
 // and the decisions on them (accept, reject, automatic acceptance by an
@@ -46,12 +47,7 @@ const stored = (raw: Uint8Array | null, json: JsonValue | null): StoredReport | 
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** Records refused heartbeats (see bmaas_record_refused); one refusal each, in input order. */
-export async function recordRefused(
-  trx: Transaction<Database>,
-  now: Date,
-  bounds: AdmissionBounds,
-  rows: readonly RefusedHeartbeat[],
-): Promise<Refusal[]> {
+export async function recordRefused({ trx, now }: TxContext, bounds: AdmissionBounds, rows: readonly RefusedHeartbeat[]): Promise<Refusal[]> {
   const { rows: out } = await sql<{ ord: string | number | bigint; status: Refusal }>`
     select out_ord as ord, out_status as status from bmaas_record_refused(
       ${rows.map((r) => r.machineId)}::text[], ${rows.map((r) => hex(r.publicKey))}::text[],
@@ -105,13 +101,12 @@ export interface Admission {
  * request of the new key is gone (it is admitted now).
  */
 export async function admitKey(
-  trx: Transaction<Database>,
-  notify: boolean,
-  now: Date,
+  ctx: TxContext,
   machineId: string,
   publicKey: Uint8Array,
   admission: Admission,
 ): Promise<{ startedAt: Date; keyFingerprint: string; previousKeyFingerprint: string | null }> {
+  const { trx, now } = ctx;
   const fingerprint = keyFingerprint(publicKey);
   const previous = await trx.selectFrom("machine_agent_started").select("agent_public_key").where("machine_id", "=", machineId).executeTakeFirst();
   const replaced = previous && !Buffer.from(previous.agent_public_key).equals(Buffer.from(publicKey)) ? previous.agent_public_key : null;
@@ -124,7 +119,7 @@ export async function admitKey(
   await trx.deleteFrom("machine_agent_request").where("machine_id", "=", machineId).where("agent_public_key", "=", publicKey).execute();
   const previousKeyFingerprint = replaced ? keyFingerprint(replaced) : null;
   if (replaced) await rejectKey(trx, now, machineId, replaced, admission.by, `replaced by ${fingerprint}`);
-  await writeHistory(trx, notify, machineId, now, admission.event, {
+  await recordEvent(ctx, machineId, admission.event, {
     keyFingerprint: fingerprint,
     admission: admission.state,
     by: admission.by,
@@ -145,8 +140,8 @@ async function rejectKey(trx: Transaction<Database>, now: Date, machineId: strin
 }
 
 /** Called by revokeAgent: the revoked key is refused for good and asks no more. */
-export function rejectKeyAfterRevocation(trx: Transaction<Database>, now: Date, machineId: string, key: Uint8Array): Promise<void> {
-  return rejectKey(trx, now, machineId, key, "operator", "revoked");
+export function rejectKeyAfterRevocation(ctx: TxContext, machineId: string, key: Uint8Array, by: string): Promise<void> {
+  return rejectKey(ctx.trx, ctx.now, machineId, key, by, "revoked");
 }
 
 interface RequestRow {
@@ -188,13 +183,12 @@ async function requireMachineRow(trx: Transaction<Database>, machineId: string):
  * one is refused from then on. Accepting the current key again changes nothing.
  */
 export async function acceptAgent(
-  trx: Transaction<Database>,
-  notify: boolean,
-  now: Date,
+  ctx: TxContext,
   machineId: string,
   prefix: string,
   by: string,
 ): Promise<{ keyFingerprint: string; previousKeyFingerprint: string | null; hardwareMatch: HardwareMatch; alreadyAccepted: boolean }> {
+  const { trx } = ctx;
   const { currentKey } = await requireMachineRow(trx, machineId);
   if (currentKey && keyFingerprint(currentKey).startsWith(prefix)) {
     return { keyFingerprint: keyFingerprint(currentKey), previousKeyFingerprint: null, hardwareMatch: "no_report", alreadyAccepted: true };
@@ -206,7 +200,7 @@ export async function acceptAgent(
     .where("machine_id", "=", machineId)
     .executeTakeFirst();
   const match = hardwareMatch(stored(request.hardware_report_raw, request.hardware_report_json), stored(accepted?.hardware_report_raw ?? null, accepted?.hardware_report_json ?? null));
-  const r = await admitKey(trx, notify, now, machineId, request.agent_public_key, {
+  const r = await admitKey(ctx, machineId, request.agent_public_key, {
     state: "accepted",
     by,
     event: "agent_accepted",
@@ -220,20 +214,19 @@ export async function acceptAgent(
  * record nothing more. Rejecting a rejected key again changes nothing.
  */
 export async function rejectAgent(
-  trx: Transaction<Database>,
-  notify: boolean,
-  now: Date,
+  ctx: TxContext,
   machineId: string,
   prefix: string,
   by: string,
   reason: string | null,
 ): Promise<{ keyFingerprint: string; alreadyRejected: boolean }> {
+  const { trx, now } = ctx;
   const { currentKey } = await requireMachineRow(trx, machineId);
   if (currentKey && keyFingerprint(currentKey).startsWith(prefix)) throw new CurrentKeyError(machineId, keyFingerprint(currentKey));
   const request = await requestByFingerprint(trx, machineId, prefix);
   if (request.state === "rejected") return { keyFingerprint: request.key_fingerprint, alreadyRejected: true };
   await rejectKey(trx, now, machineId, request.agent_public_key, by, reason);
-  await writeHistory(trx, notify, machineId, now, "agent_rejected", { keyFingerprint: request.key_fingerprint, by, ...(reason && { reason }) });
+  await recordEvent(ctx, machineId, "agent_rejected", { keyFingerprint: request.key_fingerprint, by, ...(reason && { reason }) });
   return { keyFingerprint: request.key_fingerprint, alreadyRejected: false };
 }
 
@@ -245,14 +238,8 @@ export async function rejectAgent(
  * machine's agent, and a reinstalled machine with a freshly signed certificate
  * is the case this path automates. Returns whether the key was admitted.
  */
-export async function admitByEnrollment(
-  trx: Transaction<Database>,
-  notify: boolean,
-  now: Date,
-  machineId: string,
-  publicKey: Uint8Array,
-  ca: string,
-): Promise<boolean> {
+export async function admitByEnrollment(ctx: TxContext, machineId: string, publicKey: Uint8Array, ca: string): Promise<boolean> {
+  const { trx } = ctx;
   const m = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
   if (!m) return false;
   const rejected = await trx
@@ -263,7 +250,7 @@ export async function admitByEnrollment(
     .where("state", "=", "rejected")
     .executeTakeFirst();
   if (rejected) return false;
-  await admitKey(trx, notify, now, machineId, publicKey, { state: "accepted", by: `enrollment CA ${ca}`, event: "agent_accepted", details: { via: "enrollment_ca", ca } });
+  await admitKey(ctx, machineId, publicKey, { state: "accepted", by: `enrollment CA ${ca}`, event: "agent_accepted", details: { via: "enrollment_ca", ca } });
   return true;
 }
 

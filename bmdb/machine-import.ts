@@ -1,9 +1,9 @@
-import { sql, type Transaction } from "kysely";
+import { sql } from "kysely";
 import { v4 as uuidv4 } from "uuid";
-import type { Database } from "./database.js";
 import { EVENTS_CHANNEL, encodeEvent, type MachineEvent } from "./events.js";
 import { keyFingerprint } from "./fingerprint.js";
 import { newEventId } from "./private/event-id.js";
+import type { TxContext } from "./private/tx-context.js";
 
 // Bulk onboarding: create machines and preauthorize their agents' keys, a
 // batch of entries per transaction, set-based (a handful of statements per
@@ -32,13 +32,7 @@ export interface ImportResult {
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** Imports entries (distinct (provider, providerId) pairs); results in input order. */
-export async function importMachines(
-  trx: Transaction<Database>,
-  notify: boolean,
-  now: Date,
-  entries: readonly ImportEntry[],
-  by: string,
-): Promise<ImportResult[]> {
+export async function importMachines({ trx, now, notify }: TxContext, entries: readonly ImportEntry[], by: string): Promise<ImportResult[]> {
   if (entries.length === 0) return [];
   const { rows: existing } = await sql<{ ord: string | number | bigint; machine_id: string; agent_public_key: Uint8Array | null }>`
     select i.ord, p.machine_id, s.agent_public_key

@@ -62,8 +62,8 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       };
     },
 
-    async revokeAgent(req) {
-      return { keyFingerprint: await bmdb.revokeAgent(machineIdArg(req.machineId)) };
+    async revokeAgent(req, call) {
+      return { keyFingerprint: await bmdb.revokeAgent(machineIdArg(req.machineId), operatorName(call)) };
     },
 
     async deleteMachine(req) {

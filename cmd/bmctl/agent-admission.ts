@@ -3,7 +3,8 @@ import { InvalidArgumentError, type Command } from "commander";
 import { AdmissionState, AgentRequestSchema, type AgentRequest, type ListAgentRequestsRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import { HARDWARE_MATCH_NAMES, REQUEST_HEAD, requestRows } from "../private/admission-format.js";
 import { table } from "../private/format.js";
-import type { CommandContext } from "./context.js";
+import { machineId, pageSize } from "./args.js";
+import { example, print, type CommandContext } from "./context.js";
 
 // bmctl agent pending | accept | reject: the operator's side of admission.
 
@@ -18,16 +19,16 @@ export function addAgentAdmissionCommands(agent: Command, ctx: CommandContext): 
   agent
     .command("pending")
     .description("list agent keys waiting for admission (or rejected ones), oldest machine ID first")
-    .option("--machine <machine-id>", "only this machine's keys", ctx.machineId)
+    .option("--machine <machine-id>", "only this machine's keys", machineId)
     .option("--provider <name>", "only machines of this provider")
     .option("--rekeyed", "only machines that already have a key (reinstalled, disk replaced)")
     .option("--new", "only machines without a key yet")
     .option("--rejected", "list rejected keys instead of pending ones")
-    .option("--page-size <n>", "keys per page (max 1000)", ctx.pageSize, 100)
+    .option("--page-size <n>", "keys per page (max 1000)", pageSize, 100)
     .option("--page-token <token>", "continue after a previous page")
     .option("--all", "follow every page")
     .option("--json", "print JSON (one array)")
-    .addHelpText("after", ctx.example("bmctl agent pending --rekeyed --all"))
+    .addHelpText("after", example("bmctl agent pending --rekeyed --all"))
     .action(
       ctx.run(
         async (o: { machine?: string; provider?: string; rekeyed?: boolean; new?: boolean; rejected?: boolean; pageSize: number; pageToken?: string; all?: boolean; json?: boolean }) => {
@@ -48,11 +49,11 @@ export function addAgentAdmissionCommands(agent: Command, ctx: CommandContext): 
             token = page.nextPageToken;
           } while (o.all && token);
           if (o.json) {
-            ctx.print(JSON.stringify(requests.map((r) => toJson(AgentRequestSchema, r)), null, 2));
+            print(JSON.stringify(requests.map((r) => toJson(AgentRequestSchema, r)), null, 2));
             return;
           }
-          ctx.print(requests.length ? table(REQUEST_HEAD, requestRows(requests)) : `no ${o.rejected ? "rejected" : "pending"} keys`);
-          if (token) ctx.print(`\nmore: --page-token ${token}  (or --all)`);
+          print(requests.length ? table(REQUEST_HEAD, requestRows(requests)) : `no ${o.rejected ? "rejected" : "pending"} keys`);
+          if (token) print(`\nmore: --page-token ${token}  (or --all)`);
         },
       ),
     );
@@ -60,32 +61,32 @@ export function addAgentAdmissionCommands(agent: Command, ctx: CommandContext): 
   agent
     .command("accept")
     .description("admit a pending (or rejected) key: it becomes the machine's key, the old one is refused from then on")
-    .argument("<machine-id>", "machine ID", ctx.machineId)
+    .argument("<machine-id>", "machine ID", machineId)
     .argument("<fingerprint>", "the key's fingerprint or a unique prefix (8+ hex digits)", fingerprintArg)
-    .addHelpText("after", ctx.example("bmctl agent accept 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3f1c9a0b2e4d5f60"))
+    .addHelpText("after", example("bmctl agent accept 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3f1c9a0b2e4d5f60"))
     .action(
       ctx.run(async (id: string, fingerprint: string) => {
         const r = await ctx.operator().acceptAgent({ machineId: id, keyFingerprint: fingerprint }, ctx.deadline());
         if (r.alreadyAccepted) {
-          ctx.print(`key sha256:${r.keyFingerprint} already is the key of ${id}; nothing changed`);
+          print(`key sha256:${r.keyFingerprint} already is the key of ${id}; nothing changed`);
           return;
         }
         const replaced = r.previousKeyFingerprint ? `; replaces sha256:${r.previousKeyFingerprint}, now refused` : "";
-        ctx.print(`accepted key sha256:${r.keyFingerprint} for ${id}${replaced}; hardware: ${HARDWARE_MATCH_NAMES[r.hardwareMatch]}`);
+        print(`accepted key sha256:${r.keyFingerprint} for ${id}${replaced}; hardware: ${HARDWARE_MATCH_NAMES[r.hardwareMatch]}`);
       }),
     );
 
   agent
     .command("reject")
     .description("refuse a pending key for good: its agent stays refused and records nothing more")
-    .argument("<machine-id>", "machine ID", ctx.machineId)
+    .argument("<machine-id>", "machine ID", machineId)
     .argument("<fingerprint>", "the key's fingerprint or a unique prefix (8+ hex digits)", fingerprintArg)
     .option("--reason <text>", "kept with the decision")
-    .addHelpText("after", ctx.example("bmctl agent reject 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3f1c9a0b2e4d5f60 --reason 'not our image'"))
+    .addHelpText("after", example("bmctl agent reject 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3f1c9a0b2e4d5f60 --reason 'not our image'"))
     .action(
       ctx.run(async (id: string, fingerprint: string, o: { reason?: string }) => {
         const r = await ctx.operator().rejectAgent({ machineId: id, keyFingerprint: fingerprint, reason: o.reason ?? "" }, ctx.deadline());
-        ctx.print(r.alreadyRejected ? `key sha256:${r.keyFingerprint} was already rejected` : `rejected key sha256:${r.keyFingerprint} for ${id}`);
+        print(r.alreadyRejected ? `key sha256:${r.keyFingerprint} was already rejected` : `rejected key sha256:${r.keyFingerprint} for ${id}`);
       }),
     );
 }

@@ -1,4 +1,5 @@
 import { ed25519KeyProblem } from "../../lib/ed25519-key.js";
+import { parsePublicKey } from "./args.js";
 
 // The file `bmctl machine import` reads: CSV or JSON lines, one machine each.
 //   CSV:        provider,provider_id[,public_key]   (a header line naming these columns is skipped)
@@ -33,9 +34,12 @@ export function detectFormat(name: string, text: string): ImportFormat {
 }
 
 function parseKey(text: string): Uint8Array | string {
-  const t = text.trim();
-  const bytes = /^[0-9a-fA-F]{64}$/.test(t) ? Buffer.from(t, "hex") : /^[A-Za-z0-9+/_-]{43}=?$/.test(t) ? Buffer.from(t, "base64") : undefined;
-  if (!bytes || bytes.length !== 32) return "public_key must be 64 hex digits or base64 of 32 bytes";
+  let bytes: Uint8Array;
+  try {
+    bytes = parsePublicKey(text);
+  } catch {
+    return "public_key must be 64 hex digits or base64 of 32 bytes";
+  }
   return ed25519KeyProblem(bytes, { torsionCheck: false }) ?? new Uint8Array(bytes);
 }
 

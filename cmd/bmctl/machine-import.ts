@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { ImportOutcome } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import { numberArg } from "../../lib/flags.js";
 import { oneLine } from "../private/fail.js";
-import type { CommandContext } from "./context.js";
+import { example, print, type CommandContext } from "./context.js";
 import { detectFormat, parseImportFile, type ImportFormat, type ImportLine } from "./import-file.js";
 
 // bmctl machine import FILE: bulk onboarding through ImportMachines, in
@@ -46,7 +46,7 @@ export function addMachineImportCommand(machine: Command, ctx: CommandContext): 
     .option("--parallel <n>", "requests in flight at once", numberArg({ min: 1, max: 16, integer: true }), 2)
     .addHelpText(
       "after",
-      `${ctx.example("bmctl machine import machines.csv")}\n\nEvery line is checked before anything is sent: one bad line and nothing is imported (each bad line is listed).\nA machine is identified by (provider, provider_id); running the same file again changes nothing.\nA key different from a machine's current key is reported as a conflict and left alone (exit status 1).`,
+      `${example("bmctl machine import machines.csv")}\n\nEvery line is checked before anything is sent: one bad line and nothing is imported (each bad line is listed).\nA machine is identified by (provider, provider_id); running the same file again changes nothing.\nA key different from a machine's current key is reported as a conflict and left alone (exit status 1).`,
     )
     .action(
       ctx.run(async (file: string, o: { format?: ImportFormat; batchSize: number; parallel: number }) => {
@@ -100,7 +100,7 @@ export function addMachineImportCommand(machine: Command, ctx: CommandContext): 
         bar.end();
         const n = (k: ImportOutcome) => counts.get(k) ?? 0;
         const seconds = (Date.now() - started) / 1000;
-        ctx.print(
+        print(
           `${lines.length} machines in ${seconds.toFixed(1)}s: ${n(ImportOutcome.CREATED)} created, ${n(ImportOutcome.KEY_SET)} key set, ${n(ImportOutcome.UNCHANGED)} unchanged, ${n(ImportOutcome.KEY_CONFLICT)} key conflict(s)`,
         );
         for (const c of conflicts.slice(0, SHOWN_PROBLEMS)) process.stderr.write(c + "\n");
