@@ -5,6 +5,7 @@ import { AgentNotRegisteredError, MachineNotFoundError, NotProvidedError, Provid
 import { cutDetailText, EVENTS_CHANNEL, encodeEvent, type EventHub, type EventListener, type MachineEvent, type MachineEventKind } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, machinesWithTags, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { keyFingerprint } from "./fingerprint.js";
+import { heartbeatAges, type HeartbeatAgeCount } from "./heartbeat-ages.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
 import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
@@ -373,6 +374,11 @@ export class Bmdb {
   /** The fleet counters and hardware totals. */
   fleetStats(): Promise<FleetStats> {
     return this.#transact("fleetStats", (trx) => fleetStats(trx, this.#clock(), this.thresholds));
+  }
+
+  /** Machines by last-heartbeat age (bounds in ms, ascending), per provider and location. */
+  heartbeatAges(boundsMs: readonly number[]): Promise<HeartbeatAgeCount[]> {
+    return this.#transact("heartbeatAges", (trx) => heartbeatAges(trx, this.#clock(), boundsMs));
   }
 
   /** A machine's history, newest first; works for deleted machines too. */

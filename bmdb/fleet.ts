@@ -22,6 +22,8 @@ export interface ListFilter {
   provider?: string;
   hasHardwareReport?: boolean;
   pendingInstallation?: boolean;
+  /** Machines whose ID, provider ID or agent key fingerprint starts with this text. */
+  search?: string;
 }
 
 export interface MachineSummary {
@@ -79,6 +81,25 @@ function predicates(eb: Joined, now: Date, t: FleetThresholds) {
   return { fresh, stale, never, needsRecovery, pending };
 }
 
+/**
+ * A machine ID, provider ID or key fingerprint starting with text. A machine
+ * ID prefix becomes a range of UUIDs (an index range on the primary key);
+ * provider IDs and fingerprints are compared as the page's rows are walked.
+ */
+function searchPredicate(eb: Joined, text: string): Expression<SqlBool> {
+  const q = text.trim();
+  const hex = q.toLowerCase();
+  const ors: Expression<SqlBool>[] = [sql<SqlBool>`starts_with(${eb.ref("p.provider_id")}, ${q})`];
+  const idHex = hex.replace(/-/g, "");
+  if (/^[0-9a-f]{1,32}$/.test(idHex)) {
+    const uuid = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    ors.push(eb.and([eb("m.machine_id", ">=", uuid(idHex.padEnd(32, "0"))), eb("m.machine_id", "<=", uuid(idHex.padEnd(32, "f")))]));
+  }
+  // Fingerprints are SHA-256 of the key, lowercase hex, as bmdb/fingerprint.ts makes them.
+  if (/^[0-9a-f]{1,64}$/.test(hex)) ors.push(sql<SqlBool>`starts_with(encode(sha256(${eb.ref("s.agent_public_key")}), 'hex'), ${hex})`);
+  return eb.or(ors);
+}
+
 /** One page of machines in machine_id order, after the given ID. */
 export async function listMachines(
   db: Kysely<Database>,
@@ -105,6 +126,7 @@ export async function listMachines(
       if (filter.provider !== undefined) conds.push(eb("p.provider", "=", filter.provider));
       if (filter.hasHardwareReport !== undefined) conds.push(eb("hw.machine_id", filter.hasHardwareReport ? "is not" : "is", null));
       if (filter.pendingInstallation !== undefined) conds.push(filter.pendingInstallation ? p.pending : eb.not(eb.fn.coalesce(p.pending as Expression<SqlBool>, sql<SqlBool>`false`)));
+      if (filter.search) conds.push(searchPredicate(eb, filter.search));
       return eb.and(conds);
     })
     .orderBy("m.machine_id")
