@@ -21,6 +21,7 @@ import { operatorHandlers } from "./operator-service.js";
 import { ServerMetrics } from "./metrics.js";
 import { listenForMetrics } from "./metrics-listener.js";
 import { statusMapper } from "./rpc-error.js";
+import { startWebView, type WebView } from "./web/web-view.js";
 
 export interface ServerOptions {
   /** Agent listener, e.g. ":8080". */
@@ -48,6 +49,8 @@ export interface ServerOptions {
   metricsListenAddress?: string;
   /** Put the metrics listener behind the operator mTLS. */
   metricsMtls?: boolean;
+  /** Read-only web view ("127.0.0.1:4244": plain HTTP on loopback, else HTTPS behind the operator CA); unset: none. */
+  webListenAddress?: string;
   /** How often the fleet gauges are recomputed. */
   fleetStatsRefreshMs?: number;
   /** How often machines that stopped heartbeating are looked for (0: never). */
@@ -75,6 +78,9 @@ function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
  * listener over one machine database.
  */
 export class BmaasServer {
+  /** Where the web view is served (e.g. "http://127.0.0.1:4244/"), if it runs. */
+  webUrl: string | undefined;
+
   private constructor(
     readonly publicAddress: string,
     readonly internalAddress: string,
@@ -103,6 +109,7 @@ export class BmaasServer {
 
     const listeners: NetServer[] = [];
     let agents: AgentListener | undefined;
+    let web: WebView | undefined;
     try {
       let connected = () => 0;
       const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
@@ -170,9 +177,20 @@ export class BmaasServer {
         listeners.push(m);
         metricsAddress = boundAddress(m);
       }
+      if (options.webListenAddress) {
+        web = await startWebView({
+          address: options.webListenAddress,
+          tls: { cert: options.serverCert, key: options.serverKey, ca: options.operatorCa },
+          bmdb,
+          heartbeatsTaken: () => queue.counters.batchedHeartbeats + queue.counters.single,
+          maxQueued: options.watchMaxQueued ?? 1000,
+          logger,
+        });
+        listeners.push(web.server);
+      }
       metrics.start(options.fleetStatsRefreshMs ?? 30_000);
 
-      const jobs: BackgroundJob[] = [];
+      const jobs: BackgroundJob[] = web ? [web] : [];
       // Ready only while it can serve: health follows the database breaker.
       let serving = true;
       const readiness = setInterval(() => {
@@ -212,9 +230,11 @@ export class BmaasServer {
         stopping,
         jobs,
       );
-      logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress }, "listening");
+      server.webUrl = web?.url;
+      logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress, web: web?.url }, "listening");
       return server;
     } catch (error) {
+      web?.stop();
       listeners.forEach((l) => l.close());
       await agents?.close(0);
       metrics.stop();
