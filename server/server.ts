@@ -78,8 +78,8 @@ function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
  * listener over one machine database.
  */
 export class BmaasServer {
-  /** Where the web view is served (e.g. "http://127.0.0.1:4244/"), if it runs. */
-  webUrl: string | undefined;
+  /** The web view (its url, e.g. "http://127.0.0.1:4244/"), if it runs. */
+  webView: WebView | undefined;
 
   private constructor(
     readonly publicAddress: string,
@@ -230,7 +230,7 @@ export class BmaasServer {
         stopping,
         jobs,
       );
-      server.webUrl = web?.url;
+      server.webView = web;
       logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress, web: web?.url }, "listening");
       return server;
     } catch (error) {
