@@ -1,8 +1,9 @@
-import { hkdfSync } from "node:crypto";
+import { constants as cryptoConstants } from "node:crypto";
 import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
+import { ClientFlight, countClientCertificates } from "./tls-client-flight.js";
 
 // Admission of raw connections to the agent listener, before HTTP/2: caps on
 // connections (in total, per source address, and still handshaking), an
@@ -55,20 +56,15 @@ export function connectionOf(socket: Socket): AgentConnection | undefined {
 
 const TLS_HANDSHAKE_RECORD = 0x16;
 
-/**
- * TLS session-ticket keys derived from the server's private key, so that every
- * replica and every restart of a server with that key can resume the sessions
- * of the others: after a restart a reconnecting fleet resumes instead of doing
- * full handshakes. A resumed session carries the client certificate of the
- * handshake that made it (OpenSSL keeps it in the session), so the identity is
- * the same key as before, never weaker. The keys do not rotate; whoever holds
- * the server key could read tickets, but could impersonate the server anyway.
- */
-function sessionTicketKeys(serverKeyPem: string): Buffer {
-  return Buffer.from(hkdfSync("sha256", serverKeyPem, "bmaas agent listener", "tls session ticket keys v1", 48));
+/** A connection in its TLS handshake: what the handshake's end needs to find. */
+interface Handshaking {
+  flight: ClientFlight;
+  handshakeOver: () => void;
+  deadline: NodeJS.Timeout;
+  kill: { current: () => void };
 }
 
-const fourTuple = (s: Socket) => `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+const CLIENT_HANDSHAKE_SECRET = "CLIENT_HANDSHAKE_TRAFFIC_SECRET ";
 
 export interface ConnectionCounts {
   open: number;
@@ -89,7 +85,12 @@ export class ConnectionGate {
   // Never listens: server-side TLS sockets take ALPN and session-ticket
   // settings from a tls.Server, so ours are made with this one.
   readonly #tlsServer: TlsServer;
-  readonly #pendingTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout; kill: { current: () => void } }>();
+  // Connections in their handshake by ClientHello random. The random is the
+  // client's choice, so it only narrows the search: the handshake's records
+  // must decrypt under that very TLS socket's keys to be its own.
+  readonly #handshaking = new Map<string, Set<Handshaking>>();
+  // The client handshake secret of each TLS socket, from OpenSSL's key log.
+  readonly #secrets = new WeakMap<TLSSocket, { clientRandom: string; secret: string }>();
 
   constructor(
     private readonly limits: ConnectionLimits,
@@ -105,9 +106,19 @@ export class ConnectionGate {
       ALPNProtocols: ["h2"],
       requestCert: true,
       rejectUnauthorized: false,
-      ticketKeys: sessionTicketKeys(tls.key),
+      // No session resumption: every connection does a full handshake, so
+      // every connection shows the certificate(s) it sends (tls-client-flight.ts)
+      // and no ticket outlives a refused connection. Resumption did not make a
+      // reconnect storm faster either (README, benchmark).
+      secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
     });
     this.#tlsServer.on("secureConnection", this.#onSecure);
+    this.#tlsServer.on("keylog", (line: Buffer, socket: TLSSocket) => {
+      const text = line.toString("latin1");
+      if (!text.startsWith(CLIENT_HANDSHAKE_SECRET)) return;
+      const [clientRandom, secret] = text.slice(CLIENT_HANDSHAKE_SECRET.length).trim().split(" ");
+      if (clientRandom && secret) this.#secrets.set(socket, { clientRandom, secret });
+    });
     this.#tlsServer.on("tlsClientError", (err, socket) => {
       this.counts.handshakeFailures++;
       this.logger.debug({ err: err.message, peer: socket.remoteAddress }, "agent TLS handshake failed");
@@ -173,38 +184,69 @@ export class ConnectionGate {
 
   // Server-side TLS sockets are made by the tls.Server (a hand-made one
   // starts reading before HTTP/2 takes over and strands the client's preface),
-  // so the handshake is linked back to its TCP connection by the 4-tuple,
-  // which the kernel keeps unique among open connections. Only the handshake
-  // bookkeeping uses it; the identity is attached to the TLS socket itself.
+  // over a ClientFlight that keeps the client's encrypted handshake records.
   #startTls(socket: Socket, handshakeOver: () => void, deadline: NodeJS.Timeout, kill: { current: () => void }): void {
-    const key = fourTuple(socket);
-    this.#pendingTls.set(key, { handshakeOver, deadline, kill });
-    socket.once("close", () => this.#pendingTls.delete(key));
-    this.#tlsServer.emit("connection", socket);
+    let entry: Handshaking | undefined;
+    const flight = new ClientFlight(socket, (f) => {
+      entry = { flight: f, handshakeOver, deadline, kill };
+      const random = f.clientRandom!;
+      const set = this.#handshaking.get(random) ?? new Set<Handshaking>();
+      set.add(entry);
+      this.#handshaking.set(random, set);
+    });
+    socket.once("close", () => {
+      if (entry) this.#forget(entry);
+    });
+    this.#tlsServer.emit("connection", flight);
+  }
+
+  #forget(entry: Handshaking): void {
+    const random = entry.flight.clientRandom!;
+    const set = this.#handshaking.get(random);
+    set?.delete(entry);
+    if (set?.size === 0) this.#handshaking.delete(random);
   }
 
   #onSecure = (tls: TLSSocket): void => {
-    const key = fourTuple(tls);
-    const pending = this.#pendingTls.get(key);
-    this.#pendingTls.delete(key);
-    if (!pending) {
+    const keys = this.#secrets.get(tls);
+    this.#secrets.delete(tls);
+    const suite = tls.getCipher()?.standardName ?? "";
+    let found: { entry: Handshaking; certificates: number } | undefined;
+    for (const entry of keys ? (this.#handshaking.get(keys.clientRandom) ?? []) : []) {
+      const certificates = countClientCertificates(entry.flight.records, suite, keys!.secret);
+      if (certificates !== undefined) {
+        found = { entry, certificates };
+        break;
+      }
+    }
+    if (!found) {
+      // Not one of ours (or records that do not decrypt): no identity to give.
+      this.counts.handshakeFailures++;
       tls.destroy();
       return;
     }
-    pending.handshakeOver();
-    const identity = identifyTlsPeer(tls);
+    const { entry, certificates } = found;
+    this.#forget(entry);
+    entry.flight.release();
+    entry.handshakeOver();
+    const raw = entry.flight.raw;
+    const identity = identifyTlsPeer(tls, certificates);
     if (identity.kind === "agent") {
-      clearTimeout(pending.deadline);
+      clearTimeout(entry.deadline);
       this.counts.authenticated++;
       tls.once("close", () => this.counts.authenticated--);
     }
-    this.#hand(tls, identity, tls.remoteAddress ?? "unknown", pending.kill);
+    this.#hand(tls, identity, raw.remoteAddress ?? "unknown", entry.kill, raw);
   };
 
-  #hand(socket: Socket, identity: PeerIdentity, remoteAddress: string, kill: { current: () => void }): void {
-    // HTTP/2 will own the socket; destroying it is what ends the connection
-    // (a closed HTTP/2 session only half-closes a socket its peer still writes to).
-    kill.current = () => socket.destroy();
+  #hand(socket: Socket, identity: PeerIdentity, remoteAddress: string, kill: { current: () => void }, raw: Socket = socket): void {
+    // HTTP/2 will own the socket; destroying it (and the TCP socket under a
+    // TLS one) is what ends the connection (a closed HTTP/2 session only
+    // half-closes a socket its peer still writes to).
+    kill.current = () => {
+      socket.destroy();
+      raw.destroy();
+    };
     const connection: AgentConnection = {
       identity,
       remoteAddress,

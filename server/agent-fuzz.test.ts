@@ -359,10 +359,10 @@ function judgeBody(body: Uint8Array): BodyVerdict & { ambiguous: boolean } {
 // ---------------------------------------------------------------------------
 // Cases.
 
-type TransportKind = "agent" | "resumed" | "unregistered" | "plaintext" | "tls-no-cert" | "ecdsa";
+type TransportKind = "agent" | "two-certs" | "unregistered" | "plaintext" | "tls-no-cert" | "ecdsa";
 const TRANSPORTS: readonly (readonly [number, TransportKind])[] = [
   [72, "agent"],
-  [5, "resumed"],
+  [5, "two-certs"],
   [8, "unregistered"],
   [5, "plaintext"],
   [5, "tls-no-cert"],
@@ -372,7 +372,7 @@ const TRANSPORTS: readonly (readonly [number, TransportKind])[] = [
 interface Case {
   index: number;
   transport: TransportKind;
-  /** Which registered agent's connection (agent, resumed). */
+  /** Which registered agent's connection (agent). */
   agent: number;
   path: string;
   headers: Record<string, string>;
@@ -743,9 +743,9 @@ function makeCase(index: number, world: World): Case {
   const r = new Rng(hash32(SEED, index));
   const notes: string[] = [];
   const transport = r.weighted(TRANSPORTS);
-  // Resumed connections resume agent 0's TLS session.
-  const agent = transport === "resumed" ? 0 : r.int(world.machines.length);
-  const own = transport === "agent" || transport === "resumed" ? world.machines[agent] : undefined;
+  // Two-certificate connections send agent 0's certificate and a stranger's.
+  const agent = transport === "two-certs" ? 0 : r.int(world.machines.length);
+  const own = transport === "agent" ? world.machines[agent] : undefined;
   let message = validishRequest(r, world, own, notes);
   const rounds = r.weighted([
     [35, 0],
@@ -876,7 +876,7 @@ function decide(c: Case, world: World): void {
   // A connection without exactly one Ed25519 certificate is refused from the headers alone, never
   // reading the body; whether a call that is not a Heartbeat at all hears UNIMPLEMENTED or
   // UNAUTHENTICATED first is the server's choice.
-  const refusedTransport = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa";
+  const refusedTransport = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa" || c.transport === "two-certs";
   const type = c.headers["content-type"] ?? "application/grpc";
   // "application/grpc", "application/grpc+proto", "application/grpc;…" are gRPC; other "application/grpc…"
   // types (grpc-web) are not, but taking them as gRPC is harmless: either answer.
@@ -977,15 +977,13 @@ function call(session: ClientHttp2Session, c: Pick<Case, "path" | "headers" | "b
   });
 }
 
-function openSession(address: string, tls: ConnectionOptions | undefined, onTicket?: (t: Buffer) => void): Promise<ClientHttp2Session> {
+function openSession(address: string, tls: ConnectionOptions | undefined): Promise<ClientHttp2Session> {
   const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
     const session = h2Connect(`http://${address}`, {
       createConnection: (): Socket => {
         if (!tls) return netConnect({ host, port });
-        const s = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, servername: "localhost", ...tls });
-        if (onTicket) s.on("session", onTicket);
-        return s;
+        return tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, servername: "localhost", ...tls });
       },
     });
     session.on("error", () => {});
@@ -1105,13 +1103,6 @@ describe("agent listener fuzz", () => {
     const pools = agents.map((a) => new SessionPool(() => openSession(address, { cert: a.cert.cert, key: a.cert.key }), 2));
     const unregisteredPool = new SessionPool(() => openSession(address, { cert: stranger.cert, key: stranger.key }), 2);
     await Promise.all(pools.map((p) => p.get()));
-    // A TLS session ticket from agent 0's full handshake, for resumed connections without a certificate.
-    const agent0Tickets: Buffer[] = [];
-    const ticketSession = await openSession(address, { cert: agents[0]!.cert.cert, key: agents[0]!.cert.key }, (s) => agent0Tickets.push(s));
-    const deadline = Date.now() + 2_000;
-    while (agent0Tickets.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    ticketSession.destroy();
-    expect(agent0Tickets.length).toBeGreaterThan(0);
 
     const transportFor = (c: Case): { pool?: SessionPool; tls?: ConnectionOptions; plaintext?: boolean } => {
       switch (c.transport) {
@@ -1119,8 +1110,8 @@ describe("agent listener fuzz", () => {
           return { pool: pools[c.agent]! };
         case "unregistered":
           return { pool: unregisteredPool };
-        case "resumed":
-          return { tls: { session: agent0Tickets[agent0Tickets.length - 1]! } };
+        case "two-certs":
+          return { tls: { cert: agents[0]!.cert.cert + stranger.cert, key: agents[0]!.cert.key } };
         case "plaintext":
           return { plaintext: true };
         case "tls-no-cert":
@@ -1176,7 +1167,7 @@ describe("agent listener fuzz", () => {
           } else {
             let session: ClientHttp2Session | undefined;
             try {
-              session = await openSession(address, how.plaintext ? undefined : how.tls, c.transport === "resumed" ? (s) => agent0Tickets.push(s) : undefined);
+              session = await openSession(address, how.plaintext ? undefined : how.tls);
               reply = await call(session, c);
             } catch (e) {
               reply = { code: -4, message: "", headers: {}, body: Buffer.alloc(0), ms: 0, error: `could not connect: ${(e as Error).message}` };
@@ -1194,7 +1185,7 @@ describe("agent listener fuzz", () => {
         outcomes.push({ transport: c.transport, code: reply.code, lyingFrame: c.lyingFrame, nonCanonical: c.notes.includes(NON_CANONICAL) });
         // An unauthenticated connection lives for the handshake deadline at most, from accept; on a
         // loaded machine a call may start too late to be answered within it.
-        const unauthenticated = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa";
+        const unauthenticated = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa" || c.transport === "two-certs";
         const outlived = unauthenticated && (reply.code === Code.NO_STATUS || reply.code === -4) && Date.now() - connectedAt >= HANDSHAKE_MS * 0.9;
         if (outlived) closedAtDeadline.push(`#${c.index}`);
         const allowed = c.expected.has(reply.code) || (reply.code === Code.NO_STATUS && c.lyingFrame) || outlived;

@@ -268,45 +268,80 @@ describe("heartbeat backpressure", () => {
   });
 });
 
-describe("TLS session resumption across servers", () => {
-  it("resumes a session on another server with the same key, and the identity is still the certificate's key", async () => {
-    const t = await startTestServer(testBackends()[0]!);
-    const { startServerOn } = await import("../test/helpers/server.js");
-    const other = await startServerOn(t.bmdb, t.pki);
+describe("exactly one client certificate", () => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  let agent: Awaited<ReturnType<typeof agentTls>>;
+  let machineId: string;
+  beforeAll(async () => {
+    t = await startTestServer(testBackends()[0]!);
+    agent = await agentTls();
+    machineId = (await t.operator.createMachine({})).machineId;
+    await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+  });
+  afterAll(() => t?.stop());
+
+  async function heartbeatWith(certChain: string) {
+    const session = await rawSession(t.server.publicAddress, { cert: certChain, key: agent.tls.key });
     try {
-      const { machineId } = await t.operator.createMachine({});
-      const agent = await agentTls();
-      await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
-      const { connect } = await import("node:http2");
-      const call = (address: string, session?: Buffer) =>
-        new Promise<{ code: number; reused: boolean; ticket: Buffer | undefined }>((resolve, reject) => {
-          const [host, port] = splitAddress(address);
-          let ticket: Buffer | undefined;
-          let socket: ReturnType<typeof tlsConnect> | undefined;
-          const h2 = connect(`http://${address}`, {
-            createConnection: () => {
-              socket = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, ...agent.tls, ...(session && { session }) });
-              socket.on("session", (s: Buffer) => (ticket = s));
-              return socket;
-            },
-          });
-          h2.once("error", reject);
-          h2.once("connect", async () => {
-            const reply = await rawCall(h2, heartbeatBody({ machineId }));
-            // Tickets arrive after the handshake; give the last one a moment.
-            await new Promise((r) => setTimeout(r, 50));
-            resolve({ code: reply.code, reused: socket!.isSessionReused(), ticket });
-            h2.destroy();
-          });
-        });
-      const first = await call(t.server.publicAddress);
-      expect(first).toMatchObject({ code: 0, reused: false });
-      expect(first.ticket).toBeDefined();
-      const resumed = await call(other.publicAddress, first.ticket);
-      expect(resumed).toMatchObject({ code: 0, reused: true });
+      return (await rawCall(session, heartbeatBody({ machineId }))).code;
     } finally {
-      await other.stop();
-      await t.stop();
+      session.destroy();
     }
+  }
+
+  async function rsaCertificate(): Promise<string> {
+    const { webcrypto } = await import("node:crypto");
+    const x509 = await import("@peculiar/x509");
+    const alg = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256", publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 };
+    const keys = await webcrypto.subtle.generateKey(alg, false, ["sign", "verify"]);
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({ serialNumber: "02", name: "CN=unrelated", keys, signingAlgorithm: alg });
+    return cert.toString("pem");
+  }
+
+  it("accepts the agent's certificate alone", async () => {
+    expect(await heartbeatWith(agent.tls.cert)).toBe(0);
+  });
+
+  it("refuses the leaf sent with unrelated certificates: RSA, the CA, 50 others, the leaf twice", async () => {
+    const others = await Promise.all(Array.from({ length: 50 }, async () => (await agentTls()).tls.cert));
+    const chains = {
+      rsa: agent.tls.cert + (await rsaCertificate()),
+      ca: agent.tls.cert + t.pki.ca.cert,
+      fifty: agent.tls.cert + others.join(""),
+      twice: agent.tls.cert + agent.tls.cert,
+    };
+    const codes: Record<string, number> = {};
+    for (const [name, chain] of Object.entries(chains)) codes[name] = await heartbeatWith(chain);
+    expect(codes).toEqual({ rsa: UNAUTHENTICATED, ca: UNAUTHENTICATED, fifty: UNAUTHENTICATED, twice: UNAUTHENTICATED });
+    expect((await t.operator.getMachine({ machineId })).machine!.agentHeartbeat).toBeDefined();
+  });
+
+  it("never resumes a TLS session: every connection shows its certificate again", async () => {
+    const { connect } = await import("node:http2");
+    const call = (session?: Buffer) =>
+      new Promise<{ code: number; reused: boolean; ticket: Buffer | undefined }>((resolve, reject) => {
+        const [host, port] = splitAddress(t.server.publicAddress);
+        let ticket: Buffer | undefined;
+        let socket: ReturnType<typeof tlsConnect> | undefined;
+        const h2 = connect(`http://${t.server.publicAddress}`, {
+          createConnection: () => {
+            socket = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, ...agent.tls, ...(session && { session }) });
+            socket.on("session", (s: Buffer) => (ticket = s));
+            return socket;
+          },
+        });
+        h2.once("error", reject);
+        h2.once("connect", async () => {
+          const reply = await rawCall(h2, heartbeatBody({ machineId }));
+          await new Promise((r) => setTimeout(r, 50));
+          resolve({ code: reply.code, reused: socket!.isSessionReused(), ticket });
+          h2.destroy();
+        });
+      });
+    const first = await call();
+    expect(first).toMatchObject({ code: 0, reused: false });
+    // OpenSSL may still hand out a ticket; the server never accepts one.
+    const again = await call(first.ticket);
+    expect(again).toMatchObject({ code: 0, reused: false });
   });
 });

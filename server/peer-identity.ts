@@ -9,20 +9,17 @@ export type PeerIdentity =
 
 /**
  * The identity of a TLS peer on the agent listener: exactly one client
- * certificate carrying an Ed25519 key. The certificate is not chain-verified;
+ * certificate carrying an Ed25519 key. `certificates` is how many the client
+ * sent, counted from its TLS handshake (tls-client-flight.ts): Node shows
+ * only those that chain to the leaf. The certificate is not chain-verified;
  * the TLS handshake already proved possession of its key, and the key is the
  * identity (the machine database decides whether it belongs to a machine).
- * On a resumed TLS session OpenSSL restores the peer certificate of the full
- * handshake that created the session, so the identity is that key again.
+ * Sessions are never resumed on the agent listener, so every connection's
+ * identity comes from a certificate it sent itself.
  */
-export function identifyTlsPeer(socket: TLSSocket): PeerIdentity {
-  const peer = socket.getPeerCertificate(true);
-  if (!peer || !peer.raw) return { kind: "refused", reason: "no client certificate" };
-  // Node links the certificates the client sent through issuerCertificate; a
-  // self-signed certificate is its own issuer (the same object). Another
-  // object — even a second copy of the leaf — means more than one was sent.
-  const issuer = peer.issuerCertificate;
-  if (issuer && issuer !== peer) return { kind: "refused", reason: "more than one client certificate" };
+export function identifyTlsPeer(socket: TLSSocket, certificates: number): PeerIdentity {
+  if (certificates === 0) return { kind: "refused", reason: "no client certificate" };
+  if (certificates !== 1) return { kind: "refused", reason: `${certificates} client certificates, not exactly one` };
   const x509 = socket.getPeerX509Certificate();
   const type = x509?.publicKey.asymmetricKeyType;
   if (!x509 || type !== "ed25519") return { kind: "refused", reason: `client certificate key is ${type ?? "unknown"}, not Ed25519` };
