@@ -15,6 +15,8 @@ export interface HealthGroup {
 
 export interface OverviewModel {
   now: Date;
+  /** When the fleet figures were read (a shared snapshot, see OverviewSnapshot). */
+  asOf: Date;
   stats: FleetStats;
   /** Upper bounds (ms) of the age buckets; bucket i < bounds[i], the last one is older than all. */
   bounds: number[];
@@ -33,8 +35,11 @@ export function ageBounds(freshMs: number): { bounds: number[]; freshIndex: numb
   return { bounds, freshIndex: bounds.indexOf(freshMs) };
 }
 
-export async function loadOverview(bmdb: Bmdb, traffic: HeartbeatTraffic): Promise<OverviewModel> {
+type Figures = Omit<OverviewModel, "now" | "traffic">;
+
+async function readFigures(bmdb: Bmdb): Promise<Figures> {
   const { bounds, freshIndex } = ageBounds(bmdb.thresholds.heartbeatFreshMs);
+  const asOf = bmdb.now();
   const [stats, rows] = await Promise.all([bmdb.fleetStats(), bmdb.heartbeatAges(bounds)]);
   const ages = new Array<number>(bounds.length + 1).fill(0);
   let never = 0;
@@ -52,5 +57,56 @@ export async function loadOverview(bmdb: Bmdb, traffic: HeartbeatTraffic): Promi
       else g.stale += r.machines;
     }
   }
-  return { now: bmdb.now(), stats, bounds, freshIndex, ages, never, groups: [...groups.values()], traffic: { ...traffic.samples(), slotMs: traffic.slotMs } };
+  return { asOf, stats, bounds, freshIndex, ages, never, groups: [...groups.values()] };
+}
+
+/**
+ * The fleet figures, shared by every viewer. Counting a fleet is a scan of
+ * every machine (≈0.6 s for FleetStats on 100,000 machines on PostgreSQL),
+ * far too slow to run per page view and per viewer: one read at a time runs,
+ * its result serves every page for freshForMs, and a page that finds older
+ * figures (younger than usableForMs) is served them at once while a new read
+ * starts. Older than that, or none yet, the page waits for a read.
+ */
+export class OverviewSnapshot {
+  #latest: Figures | undefined;
+  #reading: Promise<Figures> | undefined;
+
+  constructor(
+    private readonly bmdb: Bmdb,
+    readonly freshForMs = 2_000,
+    readonly usableForMs = 60_000,
+  ) {}
+
+  #read(): Promise<Figures> {
+    return (this.#reading ??= readFigures(this.bmdb).then(
+      (f) => {
+        this.#latest = f;
+        this.#reading = undefined;
+        return f;
+      },
+      (e: unknown) => {
+        this.#reading = undefined;
+        throw e;
+      },
+    ));
+  }
+
+  async figures(): Promise<Figures> {
+    const latest = this.#latest;
+    const age = latest ? this.bmdb.now().getTime() - latest.asOf.getTime() : Infinity;
+    if (latest && age < this.freshForMs) return latest;
+    if (latest && age < this.usableForMs) {
+      // Served as they are; the next view gets the new read. A failed read is
+      // told by the next page that has to wait for one.
+      this.#read().catch(() => {});
+      return latest;
+    }
+    return this.#read();
+  }
+}
+
+export async function loadOverview(bmdb: Bmdb, snapshot: OverviewSnapshot, traffic: HeartbeatTraffic): Promise<OverviewModel> {
+  const figures = await snapshot.figures();
+  return { ...figures, now: bmdb.now(), traffic: { ...traffic.samples(), slotMs: traffic.slotMs } };
 }

@@ -18,7 +18,8 @@ function asset(type: string, body: Buffer): Asset {
 
 export function loadAssets(): Map<string, Asset> {
   return new Map([
-    ["/static/app.js", asset("text/javascript; charset=utf-8", readFileSync(new URL("./static/app.js", import.meta.url)))],
+    // tsc's build appends a source map reference to a map nobody serves.
+    ["/static/app.js", asset("text/javascript; charset=utf-8", Buffer.from(readFileSync(new URL("./static/app.js", import.meta.url), "utf8").replace(/\n\/\/# sourceMappingURL=.*\n?$/, "\n")))],
     ["/static/style.css", asset("text/css; charset=utf-8", Buffer.from(STYLE_CSS))],
   ]);
 }

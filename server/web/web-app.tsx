@@ -9,7 +9,7 @@ import { machineMessage } from "../operator-messages.js";
 import type { HeartbeatTraffic } from "./heartbeat-traffic.js";
 import { BadRequest, parseListQuery } from "./list-query.js";
 import type { LiveEvents } from "./live-events.js";
-import { loadOverview } from "./overview-data.js";
+import { loadOverview, OverviewSnapshot } from "./overview-data.js";
 import { renderPage, type LayoutProps } from "./pages/layout.js";
 import { MachinePage } from "./pages/machine-page.js";
 import { MachinesPage } from "./pages/machines-page.js";
@@ -44,6 +44,7 @@ function parseBefore(text: string | null): { occurredAt: Date; eventId: string }
 export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { bmdb } = deps;
   const assets = loadAssets();
+  const snapshot = new OverviewSnapshot(bmdb);
 
   const html = (res: ServerResponse, status: number, props: Omit<LayoutProps, "now">, started: number) => {
     const body = renderPage({ ...props, now: bmdb.now() });
@@ -53,7 +54,7 @@ export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResp
   };
 
   async function overview(res: ServerResponse, started: number) {
-    const m = await loadOverview(bmdb, deps.traffic);
+    const m = await loadOverview(bmdb, snapshot, deps.traffic);
     html(res, 200, { title: "Overview", page: "overview", children: OverviewPage({ m }) }, started);
   }
 

@@ -1,6 +1,7 @@
 import { humanBytes } from "../../../lib/display.js";
 import type { OverviewModel } from "../overview-data.js";
 import { Columns, formatNumber, StackedBars } from "./charts.js";
+import { Age } from "./parts.js";
 
 function Counter(props: { label: string; value: number; href?: string }) {
   const body = (
@@ -33,6 +34,9 @@ export function OverviewPage({ m }: { m: OverviewModel }) {
   return (
     <>
       <h1>Fleet overview</h1>
+      <p class="asof">
+        Fleet figures as of <Age at={m.asOf} now={m.now} /> (one shared reading, renewed every few seconds while someone looks).
+      </p>
       <ul class="counters">
         <Counter label="machines" value={c.machines} href="/machines" />
         <Counter label="provided" value={c.provided} />

@@ -158,5 +158,7 @@ if (page === "overview" || page === "machines" || page === "machine") {
   connect();
   // Heartbeats that change no state send no event; the overview's pictures
   // still move, so it is re-read now and then while someone looks at it.
-  if (page === "overview") setInterval(() => document.visibilityState === "visible" && scheduleRefresh(), 10_000);
+  // The figures are a shared reading a few seconds old, so an event's effect
+  // may show on the next re-read rather than the first.
+  if (page === "overview") setInterval(() => document.visibilityState === "visible" && scheduleRefresh(), 5_000);
 }

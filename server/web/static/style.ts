@@ -41,6 +41,7 @@ section.two { display: flex; flex-wrap: wrap; gap: 2rem; }
 .chart .seg.stale, .chart .col.stale { fill: var(--stale); }
 .chart .seg.never, .chart .col.never { fill: var(--never); }
 .chart .col { fill: var(--accent); }
+.asof { color: var(--muted); font-size: 12.5px; margin: -.4rem 0 .8rem; }
 .legend { color: var(--muted); font-size: 12.5px; margin: .2rem 0; }
 table.data { border-collapse: collapse; width: 100%; }
 table.data th, table.data td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
