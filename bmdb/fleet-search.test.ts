@@ -38,6 +38,16 @@ describe.each(testBackends())("fleet search and heartbeat ages on $name", (backe
     expect(await search("DA-1")).toEqual([]);
   });
 
+  it("takes LIKE's wildcards in the search text literally", async () => {
+    const lit = await bmdb.createMachine({ provider: { provider: "x", providerId: "q_1%" } });
+    const other = await bmdb.createMachine({ provider: { provider: "x", providerId: "qz1" } });
+    expect(await search("q_")).toEqual([lit]);
+    expect(await search("q_1%")).toEqual([lit]);
+    expect(await search("%")).toEqual([]);
+    await bmdb.deleteMachine(lit);
+    await bmdb.deleteMachine(other);
+  });
+
   it("finds a machine by a prefix of its ID, with or without dashes, in any case", async () => {
     const id = ids.d!;
     expect(await search(id.slice(0, 13))).toContain(id);
