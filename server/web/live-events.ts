@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { Bmdb, EventDelivery } from "../../bmdb/index.js";
 import { encodeEvent } from "../../bmdb/events.js";
 
@@ -36,7 +36,7 @@ export class LiveEvents {
   }
 
   /** Serves one event stream, of all machines or of machineId only. */
-  async serve(req: IncomingMessage, res: ServerResponse, machineId: string | undefined): Promise<void> {
+  async serve(res: ServerResponse, machineId: string | undefined): Promise<void> {
     if (this.#open.size >= this.options.maxStreams) {
       res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "10" }).end("too many live views open\n");
       return;
@@ -78,7 +78,7 @@ export class LiveEvents {
     // Proxies and idle timers see traffic; browsers ignore comment lines.
     const keepalive = setInterval(() => push(": keepalive\n\n"), 20_000);
     keepalive.unref();
-    req.on("close", finish);
+    res.on("close", finish);
     try {
       unsubscribe = await this.bmdb.subscribe(onDelivery);
     } catch (e) {

@@ -121,7 +121,7 @@ export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResp
     if (path === "/events") {
       const id = url.searchParams.get("machine") || undefined;
       if (id !== undefined && !isUuid(id)) throw new BadRequest("machine must be a machine ID");
-      return deps.live.serve(req, res, id?.toLowerCase());
+      return deps.live.serve(res, id?.toLowerCase());
     }
     if (path === "/favicon.ico") return void res.writeHead(204).end();
     throw new NotFound(`no page ${path}`);

@@ -65,7 +65,7 @@ export function Columns(props: { values: { value: number; label: string; cls?: s
   const max = Math.max(1, ...props.values.map((v) => v.value));
   return (
     <svg class="chart" role="img" aria-label={props.title} viewBox={`0 0 ${W + 100} ${H + 24}`} width={W + 100} height={H + 24}>
-      <text x={W + 6} y={12} class="axis">{`${formatNumber(max)} ${props.unit}`}</text>
+      <text x={W + 6} y={12} class="axis">{props.unit === "/s" ? `${formatNumber(max)} /s` : formatNumber(max)}</text>
       <line x1={0} x2={W} y1={H} y2={H} class="baseline" />
       {props.values.map((v, i) => {
         const h = (v.value / max) * (H - 4);
