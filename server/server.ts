@@ -73,48 +73,108 @@ function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
   return [...seen.values()].map((f) => toBinary(FileDescriptorProtoSchema, f.proto));
 }
 
+/** Everything a running server owns, by name. */
+interface ServerParts {
+  publicAddress: string;
+  internalAddress: string;
+  agents: AgentListener;
+  heartbeats: HeartbeatQueue;
+  /** The operator service; it has no port of its own, the internal listener injects its connections. */
+  internalGrpc: grpc.Server;
+  /** The internal listener, and the metrics listener if one runs. */
+  listeners: NetServer[];
+  health: HealthImplementation;
+  metrics: ServerMetrics;
+  metricsAddress: string | undefined;
+  /** The read-only web view, if it runs (its listener is in listeners, its stop in jobs). */
+  webView: WebView | undefined;
+  /** Aborted on stop: ends watch streams, which never end by themselves. */
+  stopping: AbortController;
+  /** Periodic work to stop with the server. */
+  jobs: BackgroundJob[];
+  options: ServerOptions;
+}
+
+/** What can be running, whether start() got that far or not. */
+type Running = Pick<ServerParts, "listeners" | "metrics" | "stopping" | "jobs"> & Partial<Pick<ServerParts, "agents" | "internalGrpc">>;
+
+/**
+ * Stops everything in r: background jobs, watch streams, listeners, agent
+ * connections and the operator service, letting RPCs in flight finish for up
+ * to graceMs. stop() and a failed start() both end here, so a start that
+ * failed half-way leaves nothing behind.
+ */
+async function shutDown(r: Running, graceMs: number, onGraceOver: () => void): Promise<void> {
+  r.jobs.forEach((j) => j.stop());
+  r.metrics.stop();
+  r.stopping.abort();
+  const closed = r.listeners.map(stopListening);
+  await Promise.all([r.agents?.close(graceMs), r.internalGrpc && shutDownGrpc(r.internalGrpc, graceMs, onGraceOver)]);
+  await Promise.all(closed);
+}
+
+function shutDownGrpc(s: grpc.Server, graceMs: number, onGraceOver: () => void): Promise<void> {
+  if (graceMs <= 0) {
+    s.forceShutdown();
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      onGraceOver();
+      s.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    s.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 /**
  * A running server: the public agent listener and the internal operator
- * listener over one machine database.
+ * listener over one machine database. The database is the caller's: it
+ * opens it before start() and closes it after stop() — or after a failed
+ * start(), which has already closed everything it had started itself.
  */
 export class BmaasServer {
+  readonly publicAddress: string;
+  readonly internalAddress: string;
+  /** Agent connections by state, for tests and metrics. */
+  readonly agentConnections: ConnectionCounts;
+  readonly heartbeats: HeartbeatQueue;
+  readonly metrics: ServerMetrics;
+  /** Where Prometheus scrapes, if a metrics listener runs. */
+  readonly metricsAddress: string | undefined;
   /** The web view (its url, e.g. "http://127.0.0.1:4244/"), if it runs. */
-  webView: WebView | undefined;
+  readonly webView: WebView | undefined;
+  readonly #parts: ServerParts;
 
-  private constructor(
-    readonly publicAddress: string,
-    readonly internalAddress: string,
-    /** Agent connections by state, for tests and metrics. */
-    readonly agentConnections: ConnectionCounts,
-    readonly heartbeats: HeartbeatQueue,
-    private readonly agents: AgentListener,
-    private readonly grpcServers: grpc.Server[],
-    private readonly listeners: NetServer[],
-    private readonly health: HealthImplementation,
-    private readonly options: ServerOptions,
-    readonly metrics: ServerMetrics,
-    /** Where Prometheus scrapes, if a metrics listener runs. */
-    readonly metricsAddress: string | undefined,
-    private readonly stopping: AbortController,
-    /** Periodic work to stop with the server. */
-    private readonly jobs: BackgroundJob[],
-  ) {}
+  private constructor(parts: ServerParts) {
+    this.#parts = parts;
+    this.publicAddress = parts.publicAddress;
+    this.internalAddress = parts.internalAddress;
+    this.agentConnections = parts.agents.counts;
+    this.heartbeats = parts.heartbeats;
+    this.metrics = parts.metrics;
+    this.metricsAddress = parts.metricsAddress;
+    this.webView = parts.webView;
+  }
 
   static async start(options: ServerOptions): Promise<BmaasServer> {
     const { bmdb, logger } = options;
     const toStatus = statusMapper(logger);
     const metrics = new ServerMetrics(bmdb, logger);
     const observe = metrics.observe.bind(metrics);
-    const stopping = new AbortController();
-
-    const listeners: NetServer[] = [];
-    let agents: AgentListener | undefined;
+    // What is running so far; on any failure below all of it is shut down.
+    const running: Running = { listeners: [], metrics, stopping: new AbortController(), jobs: [] };
     let web: WebView | undefined;
     try {
       let connected = () => 0;
       const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
       const observeHeartbeat = (code: grpc.status, seconds: number) => observe(AgentCallback.typeName, "Heartbeat", code, seconds);
-      agents = await listenForAgents({
+      const agents = (running.agents = await listenForAgents({
         address: parseListenAddress(options.publicListenAddress),
         cert: options.serverCert,
         key: options.serverKey,
@@ -129,16 +189,16 @@ export class BmaasServer {
         onRefused: (code) => observeHeartbeat(code, 0),
         ...(options.agentLimits && { limits: options.agentLimits }),
         logger,
-      });
+      }));
       const agentCounts = agents.counts;
       connected = () => agentCounts.authenticated;
       metrics.watchAgents(agentCounts, queue);
 
-      const internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes });
+      const internalGrpc = (running.internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes }));
       const operator = operatorHandlers({ bmdb, watch: {
           maxQueued: options.watchMaxQueued ?? 1000,
           onListenError: (err) => logger.warn({ err: (err as Error).message }, "watch: cannot listen for machine events"),
-        }, stopping: stopping.signal });
+        }, stopping: running.stopping.signal });
       internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operator, toStatus, observe));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);
@@ -164,7 +224,7 @@ export class BmaasServer {
       const internal = await listen(parseListenAddress(options.internalListenAddress), "operators", (socket) =>
         injector.injectConnection(socket),
       );
-      listeners.push(internal);
+      running.listeners.push(internal);
 
       let metricsAddress: string | undefined;
       if (options.metricsListenAddress) {
@@ -174,7 +234,7 @@ export class BmaasServer {
           onError: (err) => logger.error({ err }, "metrics scrape failed"),
           ...(options.metricsMtls && { mtls: { cert: options.serverCert, key: options.serverKey, ca: options.operatorCa } }),
         });
-        listeners.push(m);
+        running.listeners.push(m);
         metricsAddress = boundAddress(m);
       }
       if (options.webListenAddress) {
@@ -186,11 +246,12 @@ export class BmaasServer {
           maxQueued: options.watchMaxQueued ?? 1000,
           logger,
         });
-        listeners.push(web.server);
+        running.listeners.push(web.server);
+        running.jobs.push(web);
       }
       metrics.start(options.fleetStatsRefreshMs ?? 30_000);
 
-      const jobs: BackgroundJob[] = web ? [web] : [];
+      const { jobs } = running;
       // Ready only while it can serve: health follows the database breaker.
       let serving = true;
       const readiness = setInterval(() => {
@@ -215,29 +276,25 @@ export class BmaasServer {
         );
       }
 
-      const server = new BmaasServer(
-        boundAddress(agents.server),
-        boundAddress(internal),
-        agents.counts,
-        queue,
+      const server = new BmaasServer({
+        publicAddress: boundAddress(agents.server),
+        internalAddress: boundAddress(internal),
         agents,
-        [internalGrpc],
-        listeners,
+        heartbeats: queue,
+        internalGrpc,
+        listeners: running.listeners,
         health,
-        options,
         metrics,
         metricsAddress,
-        stopping,
+        webView: web,
+        stopping: running.stopping,
         jobs,
-      );
-      server.webView = web;
+        options,
+      });
       logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress, web: web?.url }, "listening");
       return server;
     } catch (error) {
-      web?.stop();
-      listeners.forEach((l) => l.close());
-      await agents?.close(0);
-      metrics.stop();
+      await shutDown(running, 0, () => {}).catch((err: unknown) => logger.warn({ err: (err as Error).message }, "cleanup after a failed start failed"));
       throw error;
     }
   }
@@ -247,31 +304,10 @@ export class BmaasServer {
    * period), then closes what is left. The database is the caller's to close.
    */
   async stop(): Promise<void> {
-    this.health.setStatus("", "NOT_SERVING");
-    this.jobs.forEach((j) => j.stop());
-    this.metrics.stop();
-    // Watch streams never end by themselves: end them so shutdown can finish.
-    this.stopping.abort();
-    const closed = this.listeners.map(stopListening);
-    const grace = this.options.shutdownGraceMs ?? 10_000;
-    await Promise.all([
-      this.agents.close(grace),
-      ...this.grpcServers.map(
-        (s) =>
-          new Promise<void>((resolve) => {
-            const timer = setTimeout(() => {
-              this.options.logger.warn("shutdown grace period over: cancelling remaining RPCs");
-              s.forceShutdown();
-              resolve();
-            }, grace);
-            timer.unref();
-            s.tryShutdown(() => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    ]);
-    await Promise.all(closed);
+    const { health, options } = this.#parts;
+    health.setStatus("", "NOT_SERVING");
+    await shutDown(this.#parts, options.shutdownGraceMs ?? 10_000, () =>
+      options.logger.warn("shutdown grace period over: cancelling remaining RPCs"),
+    );
   }
 }

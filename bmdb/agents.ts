@@ -1,0 +1,145 @@
+import { sql, type SqlBool } from "kysely";
+import type { JsonValue } from "./database.js";
+import { AgentNotRegisteredError } from "./errors.js";
+import { keyFingerprint } from "./fingerprint.js";
+import { recordEvent } from "./history.js";
+import { recordInstallationReport, type InstallationReportInput } from "./installation.js";
+import { requireMachine } from "./machines.js";
+import { isInstallationPending } from "./pending.js";
+import type { TxContext } from "./private/tx-context.js";
+
+// Agents: registering and revoking the key an agent proves itself with, and
+// the heartbeat that carries a report (the plain heartbeat goes the batch
+// path of ./heartbeat-batch.ts).
+
+export interface HeartbeatInput {
+  machineId: string;
+  /** The Ed25519 key the agent proved possession of in the TLS handshake. */
+  publicKey: Uint8Array;
+  /** A non-empty hardware report: bytes exactly as received, plus a decoded view. */
+  hardwareReport?: { raw: Uint8Array; json: JsonValue };
+  installationReport?: InstallationReportInput;
+}
+
+export type HeartbeatResult =
+  | { authenticated: false }
+  | {
+      authenticated: true;
+      /** The serialized pending OSInstallationRequest, or null when nothing is pending. */
+      installationRequest: Uint8Array | null;
+    };
+
+/**
+ * Records that an agent was started on the machine with this key, replacing
+ * any older key: from now on only the new key authenticates.
+ */
+export async function registerAgent(ctx: TxContext, machineId: string, publicKey: Uint8Array): Promise<{ startedAt: Date; keyFingerprint: string }> {
+  const { trx, now } = ctx;
+  await requireMachine(trx, machineId);
+  const values = { agent_started_at: now, agent_public_key: publicKey };
+  await trx
+    .insertInto("machine_agent_started")
+    .values({ machine_id: machineId, ...values })
+    .onConflict((oc) => oc.column("machine_id").doUpdateSet(values))
+    .execute();
+  const fingerprint = keyFingerprint(publicKey);
+  await recordEvent(ctx, machineId, "agent_registered", { keyFingerprint: fingerprint });
+  return { startedAt: now, keyFingerprint: fingerprint };
+}
+
+/**
+ * Removes the machine's agent key and heartbeat: that agent is refused from
+ * now on. Returns the revoked key's fingerprint.
+ */
+export async function revokeAgent(ctx: TxContext, machineId: string): Promise<string> {
+  const { trx } = ctx;
+  await requireMachine(trx, machineId);
+  const gone = await trx.deleteFrom("machine_agent_started").where("machine_id", "=", machineId).returning("agent_public_key").executeTakeFirst();
+  if (!gone) throw new AgentNotRegisteredError(machineId);
+  await trx.deleteFrom("machine_agent_heartbeat").where("machine_id", "=", machineId).execute();
+  const fingerprint = keyFingerprint(gone.agent_public_key);
+  await recordEvent(ctx, machineId, "agent_revoked", { keyFingerprint: fingerprint });
+  return fingerprint;
+}
+
+/**
+ * Authenticates (machineId, publicKey) and, if they match, records the
+ * heartbeat, the hardware report and the installation report, and reads the
+ * pending installation request. An unknown machine and a wrong key give the
+ * same answer on purpose.
+ */
+export async function heartbeat(ctx: TxContext, input: HeartbeatInput): Promise<HeartbeatResult> {
+  const row = await ctx.trx
+    .selectFrom("machine_agent_started as s")
+    .leftJoin("machine_installation_request as rq", "rq.machine_id", "s.machine_id")
+    .leftJoin("machine_installation_report as rp", "rp.machine_id", "s.machine_id")
+    .select([
+      "rq.generation as requestGeneration",
+      "rq.installation_request_raw as requestRaw",
+      "rp.generation as reportGeneration",
+      "rp.result as reportResult",
+      "rp.error_message as reportError",
+    ])
+    .where("s.machine_id", "=", input.machineId)
+    .where("s.agent_public_key", "=", input.publicKey)
+    .executeTakeFirst();
+  if (!row) return { authenticated: false };
+
+  await recordHeartbeat(ctx, input.machineId);
+  if (input.hardwareReport) await recordHardwareReport(ctx, input.machineId, input.hardwareReport.raw, input.hardwareReport.json);
+  let reportGeneration = row.reportGeneration;
+  const report = input.installationReport;
+  if (report) {
+    const previous = { generation: row.reportGeneration, result: row.reportResult, errorMessage: row.reportError };
+    await recordInstallationReport(ctx, input.machineId, previous, report);
+    reportGeneration = report.generation;
+  }
+  const pending = isInstallationPending(row.requestGeneration, reportGeneration);
+  return { authenticated: true, installationRequest: pending ? row.requestRaw : null };
+}
+
+/** Upserts the heartbeat; history records transitions only. */
+async function recordHeartbeat(ctx: TxContext, machineId: string): Promise<void> {
+  const { trx, now } = ctx;
+  const beat = await trx
+    .insertInto("machine_agent_heartbeat")
+    .values({ machine_id: machineId, agent_heartbeat_at: now, previous_heartbeat_at: null })
+    .onConflict((oc) =>
+      oc.column("machine_id").doUpdateSet((eb) => ({
+        previous_heartbeat_at: eb.ref("machine_agent_heartbeat.agent_heartbeat_at"),
+        previous_stale: eb.ref("machine_agent_heartbeat.stale"),
+        agent_heartbeat_at: now,
+        stale: false,
+      })),
+    )
+    .returning(["previous_heartbeat_at", "previous_stale"])
+    .executeTakeFirstOrThrow();
+  // The transitions: the first heartbeat, and coming back after the sweeper
+  // (or the clock) found the machine stale.
+  const previous = beat.previous_heartbeat_at;
+  if (previous === null) {
+    await recordEvent(ctx, machineId, "first_heartbeat", {});
+  } else if (beat.previous_stale || now.getTime() - previous.getTime() >= ctx.thresholds.heartbeatFreshMs) {
+    await recordEvent(ctx, machineId, "heartbeat_resumed", { silentForMs: now.getTime() - previous.getTime() });
+  }
+}
+
+/**
+ * Stores a hardware report. Agents resend the same report until it is
+ * accepted: only a different report is written (and recorded in history).
+ */
+async function recordHardwareReport(ctx: TxContext, machineId: string, raw: Uint8Array, json: JsonValue): Promise<void> {
+  const values = { hardware_report_raw: raw, hardware_report_json: JSON.stringify(json), reported_at: ctx.now };
+  const changed = await ctx.trx
+    .insertInto("machine_hardware_report")
+    .values({ machine_id: machineId, ...values })
+    .onConflict((oc) =>
+      oc
+        .column("machine_id")
+        .doUpdateSet(values)
+        .where(sql<SqlBool>`machine_hardware_report.hardware_report_raw is distinct from excluded.hardware_report_raw`),
+    )
+    .returning("machine_id")
+    .executeTakeFirst();
+  if (changed) await recordEvent(ctx, machineId, "hardware_report_changed", { sizeBytes: raw.length }, { byAgent: true });
+}

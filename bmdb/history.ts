@@ -1,0 +1,107 @@
+import { sql } from "kysely";
+import type { JsonValue } from "./database.js";
+import { MachineNotFoundError } from "./errors.js";
+import { EVENTS_CHANNEL, encodeEvent, type MachineEvent, type MachineEventKind } from "./events.js";
+import { newEventId } from "./private/event-id.js";
+import type { TxContext } from "./private/tx-context.js";
+
+// A machine's history: the one writer of history rows (each also announced
+// with NOTIFY in the same transaction), the paginated read, and the sweep
+// that records heartbeats going stale.
+
+/** History rows an agent can cause, per machine and kind, within AGENT_EVENT_WINDOW_MS. */
+export const AGENT_EVENTS_PER_WINDOW = 20;
+const AGENT_EVENT_WINDOW_MS = 3_600_000;
+
+export interface HistoryPage {
+  events: MachineEvent[];
+  /** Cursor for the next (older) page. */
+  next: { occurredAt: Date; eventId: string } | undefined;
+}
+
+export type EventDetails = { [key: string]: JsonValue };
+
+/**
+ * Writes a history row at ctx.now and announces it; both commit or neither
+ * does. A row caused by what an agent sent (byAgent), not by an operator or
+ * the server, is bounded in rate per machine and kind, so that an agent
+ * flipping its report back and forth cannot grow history without end; past
+ * the bound the caller's tag is still updated, only the history row is
+ * skipped.
+ */
+export async function recordEvent(
+  ctx: TxContext,
+  machineId: string,
+  event: MachineEventKind,
+  details: EventDetails,
+  { byAgent = false }: { byAgent?: boolean } = {},
+): Promise<void> {
+  const { trx, now: at } = ctx;
+  if (byAgent) {
+    const since = new Date(at.getTime() - AGENT_EVENT_WINDOW_MS);
+    const { n } = await trx
+      .selectFrom("machine_history")
+      .select((eb) => eb.fn.countAll<string>().as("n"))
+      .where("machine_id", "=", machineId)
+      .where("occurred_at", ">", since)
+      .where("event", "=", event)
+      .executeTakeFirstOrThrow();
+    if (Number(n) >= AGENT_EVENTS_PER_WINDOW) return;
+  }
+  const e: MachineEvent = { eventId: newEventId(at), machineId, occurredAt: at, event, details };
+  await trx
+    .insertInto("machine_history")
+    .values({ event_id: e.eventId, machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
+    .execute();
+  if (ctx.notify) await sql`select pg_notify(${EVENTS_CHANNEL}, ${encodeEvent(e)})`.execute(trx);
+}
+
+/** A machine's history, newest first; works for deleted machines too. */
+export async function getHistory(
+  { trx }: TxContext,
+  machineId: string,
+  pageSize: number,
+  before?: { occurredAt: Date; eventId: string },
+): Promise<HistoryPage> {
+  let q = trx.selectFrom("machine_history").selectAll().where("machine_id", "=", machineId);
+  if (before) {
+    q = q.where((eb) =>
+      eb.or([
+        eb("occurred_at", "<", before.occurredAt),
+        eb.and([eb("occurred_at", "=", before.occurredAt), eb("event_id", "<", before.eventId)]),
+      ]),
+    );
+  }
+  const rows = await q.orderBy("occurred_at", "desc").orderBy("event_id", "desc").limit(pageSize + 1).execute();
+  if (rows.length === 0 && !before) {
+    const exists = await trx.selectFrom("machines").select("machine_id").where("machine_id", "=", machineId).executeTakeFirst();
+    if (!exists) throw new MachineNotFoundError(machineId);
+  }
+  const events = rows.slice(0, pageSize).map((r) => ({
+    eventId: r.event_id,
+    machineId: r.machine_id,
+    occurredAt: r.occurred_at,
+    event: r.event as MachineEventKind,
+    details: r.details as EventDetails,
+  }));
+  const last = events.at(-1);
+  return { events, next: rows.length > pageSize && last ? { occurredAt: last.occurredAt, eventId: last.eventId } : undefined };
+}
+
+/**
+ * Marks machines whose last heartbeat is no longer fresh as stale, once,
+ * recording "heartbeat_stale" for each. Run periodically by every server;
+ * the stale flag makes concurrent sweeps record each transition once.
+ */
+export async function sweepStale(ctx: TxContext): Promise<string[]> {
+  const since = new Date(ctx.now.getTime() - ctx.thresholds.heartbeatFreshMs);
+  const rows = await ctx.trx
+    .updateTable("machine_agent_heartbeat")
+    .set({ stale: true })
+    .where("stale", "=", false)
+    .where("agent_heartbeat_at", "<", since)
+    .returning(["machine_id", "agent_heartbeat_at"])
+    .execute();
+  for (const r of rows) await recordEvent(ctx, r.machine_id, "heartbeat_stale", { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() });
+  return rows.map((r) => r.machine_id);
+}

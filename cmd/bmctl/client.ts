@@ -1,0 +1,67 @@
+import * as grpc from "@grpc/grpc-js";
+import { Option, type Command } from "commander";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { OperatorService } from "../../gen/bmaas/operator/v1/operator_pb.js";
+import { DEV_CERT_FILES } from "../../lib/certs.js";
+import { createClient, type ServiceClient } from "../../lib/grpc-adapter.js";
+import { DEV_CERTS_HELP, findDevCerts } from "../private/dev-certs.js";
+import type { TlsMaterial } from "../private/diagnose.js";
+import { fail } from "../private/fail.js";
+
+// How bmctl reaches the server: its global flags, the TLS material they name
+// (or npm start's development certificates), and the operator client.
+
+export const NAME = "bmctl";
+/** Every unary call's deadline. */
+export const DEADLINE_MS = 15_000;
+
+export interface GlobalFlags {
+  server: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  certsDir?: string;
+}
+
+export type Operator = ServiceClient<(typeof OperatorService)["method"]>;
+
+/** Adds the flags every command shares (server and TLS material) to the root command. */
+export function addGlobalFlags(program: Command): Command {
+  return program
+    .addOption(new Option("--server <addr>", "internal listener").env("BMCTL_SERVER").default("localhost:4242"))
+    .addOption(new Option("--ca <file>", "CA that signed the server certificate").env("BMCTL_CA"))
+    .addOption(new Option("--cert <file>", "operator client certificate").env("BMCTL_CERT"))
+    .addOption(new Option("--key <file>", "key of --cert").env("BMCTL_KEY"))
+    .addOption(new Option("--certs-dir <dir>", "directory with ca.pem, operator.pem, operator-key.pem").env("BMCTL_CERTS_DIR"))
+    .addHelpText("after", `\nWith no flags, bmctl uses the development certificates and listener of \`npm start\`.\n${DEV_CERTS_HELP}\n\nExample:\n  bmctl machine list --heartbeat stale`);
+}
+
+/** The file a flag names, or a one-line failure (exit 2). */
+export function readFlagFile(flag: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    fail(NAME, `${flag} ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`, 2);
+  }
+}
+
+/** Explicit files win; otherwise a certificate directory; otherwise npm start's. */
+export function tlsMaterial(flags: GlobalFlags): TlsMaterial {
+  const dir = flags.certsDir ?? (flags.ca && flags.cert && flags.key ? undefined : findDevCerts());
+  const pick = (flag: string, explicit: string | undefined, file: string) => {
+    if (explicit) return readFlagFile(flag, explicit);
+    if (!dir) fail(NAME, `no ${flag} given and no development certificates in ./.bmaas-dev/certs or bmctl's checkout (run npm start first, or pass --ca, --cert and --key)`, 2);
+    return readFlagFile(flag, join(dir, file));
+  };
+  return {
+    ca: pick("--ca", flags.ca, DEV_CERT_FILES.caCert),
+    key: pick("--key", flags.key, DEV_CERT_FILES.operatorKey),
+    cert: pick("--cert", flags.cert, DEV_CERT_FILES.operatorCert),
+  };
+}
+
+/** An operator client for server over mTLS with tls. */
+export function operatorClient(server: string, tls: TlsMaterial): Operator {
+  return createClient(OperatorService, server, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert));
+}
