@@ -10,7 +10,8 @@
 //   installation.ts    installation request (operator) and report (agent)
 //   history.ts         the one history writer (row + NOTIFY, rate bound for
 //                      agent-caused rows), history pages, the stale sweep
-//   fleet.ts           machine lists and fleet counters
+//   fleet.ts           machine lists (filters, prefix search) and fleet counters
+//   heartbeat-ages.ts  machines by last-heartbeat age per provider and location
 //   events.ts          event kinds, NOTIFY payloads, the subscriber hub
 //   open.ts            opening PostgreSQL or PGlite, migrations, the breaker
 import type { Kysely } from "kysely";
