@@ -129,13 +129,13 @@ export const ServerConfig = {
           .default(4096),
       )
       .addOption(
-        new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once")
+        new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once; more wait, unread, for a slot")
           .env("BMAAS_AGENT_MAX_HANDSHAKES")
           .argParser(positiveCount)
           .default(1024),
       )
       .addOption(
-        new Option("--agent-handshake-timeout <seconds>", "absolute time from accept to a finished TLS handshake; also the whole life of an unauthenticated connection")
+        new Option("--agent-handshake-timeout <seconds>", "absolute time for a TLS handshake, and at most as long to wait for a handshake slot; an unauthenticated connection lives no longer than both")
           .env("BMAAS_AGENT_HANDSHAKE_TIMEOUT")
           .argParser(seconds)
           .default(10),
