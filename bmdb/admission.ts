@@ -12,7 +12,7 @@ import type { TxContext } from "./private/tx-context.js";
 // and the decisions on them (accept, reject, automatic acceptance by an
 // enrollment CA). Free functions over a transaction; Bmdb wraps each in its
 // guarded SERIALIZABLE transaction. The schema and the SQL that records
-// refused heartbeats are in migrations/0005_admission.ts.
+// refused heartbeats are in migrations/0006_admission.ts.
 
 /**
  * Bounds on pending requests, so that refused heartbeats cannot fill the

@@ -21,6 +21,7 @@ export interface ServerFlags {
   agentHeartbeatInterval: number;
   metricsListen: string;
   metricsMtls?: boolean;
+  webListen: string;
   fleetStatsRefresh: number;
   staleSweepInterval: number;
   watchMaxQueued: number;
@@ -98,6 +99,11 @@ export const ServerConfig = {
       )
       .addOption(new Option("--metrics-listen <addr>", 'Prometheus /metrics listener ("" to disable)').env("BMAAS_METRICS_LISTEN").default("127.0.0.1:4243"))
       .addOption(booleanOption("--metrics-mtls", "serve metrics over HTTPS behind the operator mTLS", "BMAAS_METRICS_MTLS"))
+      .addOption(
+        new Option("--web-listen <addr>", 'read-only fleet web view: plain HTTP on loopback, else HTTPS + operator client certificate ("" to disable)')
+          .env("BMAAS_WEB_LISTEN")
+          .default("127.0.0.1:4244"),
+      )
       .addOption(
         new Option("--fleet-stats-refresh <seconds>", "how often the fleet gauges are recomputed")
           .env("BMAAS_FLEET_STATS_REFRESH")
@@ -181,6 +187,7 @@ export const ServerConfig = {
     parseListenAddress(flags.publicListen);
     parseListenAddress(flags.internalListen);
     if (flags.metricsListen) parseListenAddress(flags.metricsListen);
+    if (flags.webListen) parseListenAddress(flags.webListen);
     const files = [flags.tlsCert, flags.tlsKey, flags.operatorCa];
     const base = {
       publicListenAddress: flags.publicListen,
@@ -190,6 +197,7 @@ export const ServerConfig = {
       agentHeartbeatIntervalMs: flags.agentHeartbeatInterval * 1000,
       ...(flags.metricsListen && { metricsListenAddress: flags.metricsListen }),
       metricsMtls: !!flags.metricsMtls,
+      ...(flags.webListen && { webListenAddress: flags.webListen }),
       fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
       staleSweepIntervalMs: flags.staleSweepInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),

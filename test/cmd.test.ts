@@ -25,6 +25,10 @@ interface Started {
   proc: ChildProcess;
   publicAddress: string;
   internalAddress: string;
+  /** The web view's URL from the "listening" log line, if it runs. */
+  web?: string;
+  /** Everything on stdout so far (the dev banner, JSON logs). */
+  stdout(): string;
   exited: Promise<number | null>;
 }
 
@@ -40,8 +44,8 @@ function startServer(args: string[]): Promise<Started> {
       out += d;
       for (const line of out.split("\n")) {
         if (!line.startsWith("{")) continue;
-        const log = JSON.parse(line) as { msg: string; public?: string; internal?: string };
-        if (log.msg === "listening") resolve({ proc, publicAddress: log.public!, internalAddress: log.internal!, exited });
+        const log = JSON.parse(line) as { msg: string; public?: string; internal?: string; web?: string };
+        if (log.msg === "listening") resolve({ proc, publicAddress: log.public!, internalAddress: log.internal!, ...(log.web && { web: log.web }), stdout: () => out, exited });
       }
     });
     void exited.then((code) => reject(new Error(`server exited ${code}: ${err}`)));
@@ -72,6 +76,7 @@ describe("bmaas-server and bmctl as processes", () => {
       "--public-listen", "127.0.0.1:0",
       "--internal-listen", "127.0.0.1:0",
       "--metrics-listen", "127.0.0.1:0",
+      "--web-listen", "127.0.0.1:0",
     ]);
     bmctl = (...args) => run("bmctl.ts", ["--server", server.internalAddress, "--certs-dir", certs, ...args]);
   });
@@ -97,6 +102,11 @@ describe("bmaas-server and bmctl as processes", () => {
       hardwareReport: { report: { manufacturer: "ACME", cpu: [{ cores: 8, hardwareThreads: 16 }] } },
     });
     agent.client.close();
+
+    // The web view the banner names shows the same machine.
+    await expect.poll(() => server.stdout()).toContain(`  web        ${server.web}`);
+    const page = await (await fetch(`${server.web}machines/${machineId}`)).text();
+    expect(page).toContain("ACME");
 
     const human = await bmctl("machine", "get", machineId);
     expect(human.code).toBe(0);
@@ -176,7 +186,7 @@ describe("bmaas-server and bmctl as processes", () => {
     server.proc.kill("SIGTERM");
     expect(await server.exited).toBe(0);
     // Same directory again: same CA, and the data written before is still there.
-    const again = await startServer(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--metrics-listen", ""]);
+    const again = await startServer(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--metrics-listen", "", "--web-listen", ""]);
     try {
       expect(readFileSync(join(certs, "ca.pem"), "utf8")).toBe(ca);
       const r = await run("bmctl.ts", ["--server", again.internalAddress, "--certs-dir", certs, "machine", "create", "--provider", "equinix", "--provider-id", "da-1"]);

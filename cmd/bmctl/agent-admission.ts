@@ -1,7 +1,8 @@
 import { toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { InvalidArgumentError, type Command } from "commander";
 import { AdmissionState, AgentRequestSchema, type AgentRequest, type ListAgentRequestsRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
-import { HARDWARE_MATCH_NAMES, REQUEST_HEAD, requestRows } from "../private/admission-format.js";
+import { HARDWARE_MATCH_NAMES } from "../../lib/display.js";
+import { REQUEST_HEAD, requestRows } from "../private/admission-format.js";
 import { table } from "../private/format.js";
 import { machineId, pageSize } from "./args.js";
 import { example, print, type CommandContext } from "./context.js";
