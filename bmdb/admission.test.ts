@@ -33,7 +33,12 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
     expect(out[0]).toEqual({ authenticated: true, installationRequest: null });
     expect(out[1]).toEqual({ authenticated: false, refusal: "unknown_machine" });
     const id2 = await bmdb.createMachine();
+    const seen: string[] = [];
+    const unsubscribe = await bmdb.subscribe((d) => d.kind === "event" && d.event.machineId === id2 && seen.push(`${d.event.event} ${String(d.event.details.keyFingerprint)}`));
     expect(await bmdb.heartbeatBatch([{ machineId: id2, publicKey: other }])).toEqual([{ authenticated: false, refusal: "pending_new" }]);
+    // A watch event, announced in the batch's own statement.
+    await expect.poll(() => seen).toEqual([`agent_pending ${keyFingerprint(other)}`]);
+    unsubscribe();
     expect(await bmdb.heartbeatBatch([{ machineId: id2, publicKey: other }])).toEqual([{ authenticated: false, refusal: "pending" }]);
     const [r] = await requests(id2);
     expect(r).toMatchObject({ state: "pending", keyFingerprint: keyFingerprint(other), attempts: 2n, currentKeyFingerprint: null, hardwareMatch: "no_report" });
