@@ -148,6 +148,12 @@ describe.each(testBackends())("admission end to end on $name", (backend) => {
     const inter = await createIntermediate("foreign intermediate", foreign);
     const chained = certAgent(await issueAgentCert(inter, machineId, { intermediates: [inter] }));
     expect(await codeOf(chained.client.heartbeat({ machineId }))).toBe(grpc.status.UNAUTHENTICATED);
+    // A good enrollment chain with an unrelated certificate added: more than the chain, refused.
+    const good = await createIntermediate("enrollment intermediate", intermediateRoot);
+    const padded = await issueAgentCert(good, machineId, { intermediates: [good] });
+    const stuffed = certAgent({ key: padded.key, chain: padded.chain + foreign.pem });
+    expect(await codeOf(stuffed.client.heartbeat({ machineId }))).toBe(grpc.status.UNAUTHENTICATED);
+    expect((await t.operator.getMachine({ machineId })).machine!.agentStarted).toBeUndefined();
   });
 
   it("bounds pending requests under a flood of random keys, per machine and in total", async () => {

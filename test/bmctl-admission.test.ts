@@ -9,14 +9,14 @@ import { newAgent, startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmctl's admission commands and bulk import as processes against a real server.
 
-describe("bmctl admission commands", () => {
+describe.each(testBackends())("bmctl admission commands on $name", (backend) => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
   let dir: string;
   let certs: string;
   const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
 
   beforeAll(async () => {
-    t = await startTestServer(testBackends()[0]!);
+    t = await startTestServer(backend);
     dir = mkdtempSync(join(tmpdir(), "bmctl-admission-"));
     certs = writeCertsDir(join(dir, "certs"), t.pki);
   });
