@@ -9,7 +9,7 @@ import { machineMessage } from "../operator-messages.js";
 import type { HeartbeatTraffic } from "./heartbeat-traffic.js";
 import { BadRequest, parseListQuery } from "./list-query.js";
 import type { LiveEvents } from "./live-events.js";
-import { loadOverview, OverviewSnapshot } from "./overview-data.js";
+import { loadOverview, type OverviewSnapshot } from "./overview-data.js";
 import { renderPage, type LayoutProps } from "./pages/layout.js";
 import { MachinePage } from "./pages/machine-page.js";
 import { MachinesPage } from "./pages/machines-page.js";
@@ -22,6 +22,8 @@ import { loadAssets } from "./static-assets.js";
 
 export interface WebAppDeps {
   bmdb: Bmdb;
+  /** The shared fleet figures of the overview (primed and invalidated by the web view). */
+  snapshot: OverviewSnapshot;
   traffic: HeartbeatTraffic;
   live: LiveEvents;
   logger: Logger;
@@ -44,7 +46,7 @@ function parseBefore(text: string | null): { occurredAt: Date; eventId: string }
 export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { bmdb } = deps;
   const assets = loadAssets();
-  const snapshot = new OverviewSnapshot(bmdb);
+  const { snapshot } = deps;
 
   const html = (res: ServerResponse, status: number, props: Omit<LayoutProps, "now">, started: number) => {
     const body = renderPage({ ...props, now: bmdb.now() });

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { Bmdb } from "../../bmdb/index.js";
 import { HeartbeatTraffic } from "./heartbeat-traffic.js";
 import { LiveEvents } from "./live-events.js";
+import { OverviewSnapshot } from "./overview-data.js";
 import { webApp } from "./web-app.js";
 import { listenForWeb } from "./web-listener.js";
 
@@ -39,13 +40,21 @@ export async function startWebView(options: WebViewOptions): Promise<WebView> {
     maxStreams: 256,
     onListenError: (err) => logger.warn({ err: (err as Error).message }, "web: cannot listen for machine events"),
   });
-  const listener = await listenForWeb({ address: options.address, tls: options.tls, handler: webApp({ bmdb, traffic, live, logger }) });
+  const snapshot = new OverviewSnapshot(bmdb);
+  snapshot.prime((err) => logger.warn({ err: (err as Error).message }, "web: cannot read the fleet figures"));
+  // Without an event feed the figures are only renewed by age.
+  const unsubscribe = await (async () => bmdb.subscribe(() => snapshot.invalidate()))().catch((err: unknown) => {
+    logger.warn({ err: (err as Error).message }, "web: no machine events; overview figures renew by age only");
+    return () => {};
+  });
+  const listener = await listenForWeb({ address: options.address, tls: options.tls, handler: webApp({ bmdb, snapshot, traffic, live, logger }) });
   traffic.start();
   return {
     ...listener,
     traffic,
     live,
     stop() {
+      unsubscribe();
       traffic.stop();
       live.closeAll();
       listener.server.closeIdleConnections();

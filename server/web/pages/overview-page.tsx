@@ -35,7 +35,7 @@ export function OverviewPage({ m }: { m: OverviewModel }) {
     <>
       <h1>Fleet overview</h1>
       <p class="asof">
-        Fleet figures as of <Age at={m.asOf} now={m.now} /> (one shared reading, renewed every few seconds while someone looks).
+        Fleet figures as of <Age at={m.asOf} now={m.now} id="figures-as-of" revalidating={m.revalidating} /> (one shared reading, renewed every few seconds while someone looks; older figures are shown at once while a new reading runs).
       </p>
       <ul class="counters">
         <Counter label="machines" value={c.machines} href="/machines" />

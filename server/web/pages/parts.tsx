@@ -4,10 +4,10 @@ import { humanAge } from "../../../lib/display.js";
 // Small pieces shared by the pages.
 
 /** A point in time shown as its age ("12s ago"); the page script keeps it current. */
-export function Age(props: { at: Date; now: Date }) {
+export function Age(props: { at: Date; now: Date; id?: string; revalidating?: boolean }) {
   const iso = props.at.toISOString();
   return (
-    <time class="age" dateTime={iso} title={iso}>
+    <time class="age" dateTime={iso} title={iso} id={props.id} data-revalidating={props.revalidating ? "1" : undefined}>
       {humanAge(props.now.getTime() - props.at.getTime())}
     </time>
   );

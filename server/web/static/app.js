@@ -111,6 +111,7 @@ async function refresh() {
     skew = Date.parse(doc.body.dataset.now ?? "") - Date.now() || skew;
     applySort();
     tickAges();
+    if (document.getElementById("figures-as-of")?.dataset.revalidating) window.setTimeout(scheduleRefresh, 1_000);
     body.dataset.refreshed = String(Number(body.dataset.refreshed ?? "0") + 1);
   } catch (e) {
     showNotice(`could not refresh the page: ${e instanceof Error ? e.message : String(e)}`);
@@ -160,5 +161,10 @@ if (page === "overview" || page === "machines" || page === "machine") {
   // still move, so it is re-read now and then while someone looks at it.
   // The figures are a shared reading a few seconds old, so an event's effect
   // may show on the next re-read rather than the first.
-  if (page === "overview") setInterval(() => document.visibilityState === "visible" && scheduleRefresh(), 5_000);
+  if (page === "overview") {
+    setInterval(() => document.visibilityState === "visible" && scheduleRefresh(), 5_000);
+    // Older figures were served at once while the server reads new ones:
+    // fetch those as soon as they can be there.
+    if (document.getElementById("figures-as-of")?.dataset.revalidating) window.setTimeout(scheduleRefresh, 1_000);
+  }
 }
