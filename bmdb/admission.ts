@@ -1,9 +1,9 @@
-import { sql, type Kysely, type Transaction } from "kysely";
+import { sql, type Transaction } from "kysely";
 import type { AdmissionState, Database, JsonValue } from "./database.js";
 import { BmdbError, MachineNotFoundError } from "./errors.js";
 import { EVENTS_CHANNEL } from "./events.js";
 import { keyFingerprint } from "./fingerprint.js";
-import { hardwareMatch, type HardwareMatch, type StoredReport } from "./hardware-match.js";
+import { hardwareMatch, storedReport, type HardwareMatch } from "./hardware-match.js";
 import { recordEvent } from "./history.js";
 import { newEventId } from "./private/event-id.js";
 import type { TxContext } from "./private/tx-context.js";
@@ -12,7 +12,8 @@ import type { TxContext } from "./private/tx-context.js";
 // and the decisions on them (accept, reject, automatic acceptance by an
 // enrollment CA). Free functions over a transaction; Bmdb wraps each in its
 // guarded SERIALIZABLE transaction. The schema and the SQL that records
-// refused heartbeats are in migrations/0006_admission.ts.
+// refused heartbeats are in migrations/0006_admission.ts; reading requests
+// is ./agent-requests.ts.
 
 /**
  * Bounds on pending requests, so that refused heartbeats cannot fill the
@@ -41,8 +42,6 @@ export interface RefusedHeartbeat {
   publicKey: Uint8Array;
   hardwareReport?: { raw: Uint8Array; json: JsonValue } | undefined;
 }
-
-const stored = (raw: Uint8Array | null, json: JsonValue | null): StoredReport | null => (raw && json !== null ? { raw, json } : null);
 
 const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
@@ -199,7 +198,7 @@ export async function acceptAgent(
     .select(["hardware_report_raw", "hardware_report_json"])
     .where("machine_id", "=", machineId)
     .executeTakeFirst();
-  const match = hardwareMatch(stored(request.hardware_report_raw, request.hardware_report_json), stored(accepted?.hardware_report_raw ?? null, accepted?.hardware_report_json ?? null));
+  const match = hardwareMatch(storedReport(request.hardware_report_raw, request.hardware_report_json), storedReport(accepted?.hardware_report_raw ?? null, accepted?.hardware_report_json ?? null));
   const r = await admitKey(ctx, machineId, request.agent_public_key, {
     state: "accepted",
     by,
@@ -252,123 +251,4 @@ export async function admitByEnrollment(ctx: TxContext, machineId: string, publi
   if (rejected) return false;
   await admitKey(ctx, machineId, publicKey, { state: "accepted", by: `enrollment CA ${ca}`, event: "agent_accepted", details: { via: "enrollment_ca", ca } });
   return true;
-}
-
-/** One request, as operators see it. */
-export interface AgentRequestView {
-  machineId: string;
-  keyFingerprint: string;
-  publicKey: Uint8Array;
-  state: "pending" | "rejected";
-  firstSeenAt: Date;
-  lastSeenAt: Date;
-  attempts: bigint;
-  /** The machine's current key, when it has one: a pending key then means a re-keyed agent. */
-  currentKeyFingerprint: string | null;
-  /** The pending agent's hardware report against the machine's last accepted one. */
-  hardwareMatch: HardwareMatch;
-  hasHardwareReport: boolean;
-  provider: string | null;
-  providerId: string | null;
-  decidedAt: Date | null;
-  decidedBy: string | null;
-  reason: string | null;
-}
-
-export interface RequestFilter {
-  state?: "pending" | "rejected";
-  machineId?: string;
-  provider?: string;
-  /** Only requests of machines that already have a key (re-keyed agents), or only of those without. */
-  rekeyed?: boolean;
-}
-
-export interface RequestCursor {
-  machineId: string;
-  keyFingerprint: string;
-}
-
-/** Requests in (machine, fingerprint) order, a page at a time. */
-export async function listRequests(
-  db: Kysely<Database> | Transaction<Database>,
-  filter: RequestFilter,
-  pageSize: number,
-  after?: RequestCursor,
-): Promise<{ requests: AgentRequestView[]; next: RequestCursor | undefined }> {
-  let q = db
-    .selectFrom("machine_agent_request as r")
-    .leftJoin("machine_agent_started as s", "s.machine_id", "r.machine_id")
-    .leftJoin("machine_provided as p", "p.machine_id", "r.machine_id")
-    .leftJoin("machine_hardware_report as hw", "hw.machine_id", "r.machine_id")
-    .select([
-      "r.machine_id",
-      "r.key_fingerprint",
-      "r.agent_public_key",
-      "r.state",
-      "r.first_seen_at",
-      "r.last_seen_at",
-      "r.attempts",
-      "r.hardware_report_raw",
-      "r.hardware_report_json",
-      "r.decided_at",
-      "r.decided_by",
-      "r.reason",
-      "s.agent_public_key as current_key",
-      "p.provider",
-      "p.provider_id",
-      "hw.hardware_report_raw as accepted_raw",
-      "hw.hardware_report_json as accepted_json",
-    ]);
-  if (filter.state) q = q.where("r.state", "=", filter.state);
-  if (filter.machineId) q = q.where("r.machine_id", "=", filter.machineId);
-  if (filter.provider !== undefined) q = q.where("p.provider", "=", filter.provider);
-  if (filter.rekeyed !== undefined) q = q.where("s.machine_id", filter.rekeyed ? "is not" : "is", null);
-  if (after) {
-    q = q.where((eb) =>
-      eb.or([eb("r.machine_id", ">", after.machineId), eb.and([eb("r.machine_id", "=", after.machineId), eb("r.key_fingerprint", ">", after.keyFingerprint)])]),
-    );
-  }
-  const rows = await q.orderBy("r.machine_id").orderBy("r.key_fingerprint").limit(pageSize + 1).execute();
-  const requests = rows.slice(0, pageSize).map(
-    (r): AgentRequestView => ({
-      machineId: r.machine_id,
-      keyFingerprint: r.key_fingerprint,
-      publicKey: r.agent_public_key,
-      state: r.state,
-      firstSeenAt: r.first_seen_at,
-      lastSeenAt: r.last_seen_at,
-      attempts: BigInt(r.attempts),
-      currentKeyFingerprint: r.current_key ? keyFingerprint(r.current_key) : null,
-      hardwareMatch: hardwareMatch(stored(r.hardware_report_raw, r.hardware_report_json), stored(r.accepted_raw, r.accepted_json)),
-      hasHardwareReport: r.hardware_report_raw !== null,
-      provider: r.provider,
-      providerId: r.provider_id,
-      decidedAt: r.decided_at,
-      decidedBy: r.decided_by,
-      reason: r.reason,
-    }),
-  );
-  const last = requests.at(-1);
-  return { requests, next: rows.length > pageSize && last ? { machineId: last.machineId, keyFingerprint: last.keyFingerprint } : undefined };
-}
-
-export interface AdmissionCounts {
-  pending: number;
-  /** Pending keys of machines that already have a key: re-keyed agents. */
-  rekeyedPending: number;
-  rejected: number;
-}
-
-/** Counts of requests by state, for fleet stats and metrics. */
-export async function countRequests(db: Kysely<Database> | Transaction<Database>): Promise<AdmissionCounts> {
-  const r = await db
-    .selectFrom("machine_agent_request as r")
-    .leftJoin("machine_agent_started as s", "s.machine_id", "r.machine_id")
-    .select((eb) => [
-      eb.fn.count<string>("r.machine_id").filterWhere("r.state", "=", "pending").as("pending"),
-      eb.fn.count<string>("r.machine_id").filterWhere("r.state", "=", "rejected").as("rejected"),
-      eb.fn.count<string>("r.machine_id").filterWhere((w) => w.and([w("r.state", "=", "pending"), w("s.machine_id", "is not", null)])).as("rekeyed"),
-    ])
-    .executeTakeFirstOrThrow();
-  return { pending: Number(r.pending), rejected: Number(r.rejected), rekeyedPending: Number(r.rekeyed) };
 }

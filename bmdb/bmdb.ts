@@ -8,6 +8,7 @@
 //                      that carries a report (one transaction)
 //   admission.ts       pending requests of refused heartbeats, operator
 //                      decisions, admission by enrollment CA
+//   agent-requests.ts  pending and rejected keys as operators read them
 //   machine-import.ts  bulk onboarding
 //   heartbeat-batch.ts the plain heartbeats of many agents in one statement
 //   installation.ts    installation request (operator) and report (agent)
@@ -18,7 +19,8 @@
 //   events.ts          event kinds, NOTIFY payloads, the subscriber hub
 //   open.ts            opening PostgreSQL or PGlite, migrations, the breaker
 import type { Kysely } from "kysely";
-import { acceptAgent, DEFAULT_ADMISSION_BOUNDS, listRequests, rejectAgent, type AdmissionBounds, type RequestCursor, type RequestFilter } from "./admission.js";
+import { acceptAgent, DEFAULT_ADMISSION_BOUNDS, rejectAgent, type AdmissionBounds } from "./admission.js";
+import { listRequests, type RequestCursor, type RequestFilter } from "./agent-requests.js";
 import { registerAgent, revokeAgent, heartbeat, type HeartbeatInput, type HeartbeatResult } from "./agents.js";
 import type { Database } from "./database.js";
 import type { EventHub, EventListener } from "./events.js";

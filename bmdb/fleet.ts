@@ -1,5 +1,5 @@
 import { sql, type ExpressionBuilder, type Kysely, type SqlBool, type Expression } from "kysely";
-import { countRequests, type AdmissionCounts } from "./admission.js";
+import { countRequests, type AdmissionCounts } from "./agent-requests.js";
 import type { Database } from "./database.js";
 
 // Fleet-wide reads for operators: filtered, keyset-paginated machine lists and

@@ -35,6 +35,9 @@ function identity(json: JsonValue): string {
   });
 }
 
+/** A stored report from its two nullable columns. */
+export const storedReport = (raw: Uint8Array | null, json: JsonValue | null): StoredReport | null => (raw && json !== null ? { raw, json } : null);
+
 export function hardwareMatch(pending: StoredReport | null, accepted: StoredReport | null): HardwareMatch {
   if (!pending) return "no_report";
   if (!accepted) return "no_accepted_report";

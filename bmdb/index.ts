@@ -23,7 +23,8 @@ export {
   DEFAULT_ADMISSION_BOUNDS,
   REFUSALS,
 } from "./admission.js";
-export type { AdmissionBounds, AdmissionCounts, AgentRequestView, Refusal, RequestCursor, RequestFilter } from "./admission.js";
+export type { AdmissionBounds, Refusal } from "./admission.js";
+export type { AdmissionCounts, AgentRequestView, RequestCursor, RequestFilter } from "./agent-requests.js";
 export type { AdmissionState } from "./database.js";
 export type { HardwareMatch } from "./hardware-match.js";
 export type { ImportEntry, ImportOutcome, ImportResult } from "./machine-import.js";

@@ -1,6 +1,6 @@
 import type { Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
-import { listRequests, type AgentRequestView } from "./admission.js";
+import { listRequests, type AgentRequestView } from "./agent-requests.js";
 import type { AdmissionState, Database, JsonValue } from "./database.js";
 import { MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { machinesWithTags } from "./fleet.js";
