@@ -4,7 +4,7 @@ import { relative } from "node:path";
 import { pino } from "pino";
 import { BmdbConfig, openBmdb, type Bmdb, type BmdbFlags } from "../bmdb/index.js";
 import { ServerConfig, type ServerConfigValues, type ServerFlags } from "../server/config.js";
-import { DEV_CERT_FILES } from "../lib/certs.js";
+import { DEV_CERT_FILES } from "../lib/dev-cert-files.js";
 import { BmaasServer } from "../server/server.js";
 import { fail } from "./private/fail.js";
 
