@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
-import { ROOT } from "./process.js";
+import { commandLine, ROOT } from "./process.js";
 
-/** bmaas-server as a real process (through tsx), started by startServerProcess. */
+/** bmaas-server as a real process (the built one), started by startServerProcess. */
 export interface ServerProcess {
   proc: ChildProcess;
   publicAddress: string;
@@ -29,12 +28,12 @@ process.once("exit", () => {
 });
 
 /**
- * Starts cmd/bmaas-server.ts with args and waits for its "listening" log
+ * Starts bmaas-server (dist/cmd/bmaas-server.js) with args and waits for its "listening" log
  * line (pino JSON on stdout: {"msg":"listening","public":…,"internal":…}).
  * Rejects if it exits first or does not listen within timeoutMs.
  */
 export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", "bmaas-server.ts"), ...args], { cwd: ROOT });
+  const proc = spawn(...commandLine("bmaas-server", args), { cwd: ROOT });
   live.add(proc);
   const exited = new Promise<number | null>((r) =>
     proc.on("exit", (code) => {
