@@ -26,7 +26,14 @@ export function boundAddress(server: Server): string {
  * a one-line reason (address in use, permission) instead of crashing later.
  */
 export function listen(address: ListenAddress, what: string, onConnection: (socket: Socket) => void): Promise<Server> {
-  const server = createServer(onConnection);
+  return startListening(createServer(onConnection), address, what);
+}
+
+/**
+ * Starts server (any net.Server: plain, HTTP, HTTPS) listening on address;
+ * rejects with "cannot listen for <what> on host:port: <reason>".
+ */
+export function startListening<S extends Server>(server: S, address: ListenAddress, what: string): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const reason =

@@ -3,11 +3,12 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import * as ed from "@noble/ed25519";
 import { validate as isUuid } from "uuid";
-import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bmdb/index.js";
+import type { Bmdb, ListFilter } from "../bmdb/index.js";
 import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { ServiceHandlers } from "../lib/grpc-adapter.js";
-import { fleetStatsMessage, HEARTBEAT_STATES, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
+import { heartbeatStateName } from "../lib/heartbeat-states.js";
+import { fleetStatsMessage, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { RpcError } from "./rpc-error.js";
 import { watchMachines, type WatchOptions } from "./watch-machines.js";
@@ -18,8 +19,6 @@ export interface OperatorDeps {
   /** Aborted when the server stops, which ends every watch stream. */
   stopping: AbortSignal;
 }
-
-const DB_HEARTBEAT_STATES = Object.fromEntries(Object.entries(HEARTBEAT_STATES).map(([k, v]) => [v, k])) as Record<HeartbeatState, DbHeartbeatState>;
 
 function machineIdArg(id: string): string {
   if (!isUuid(id)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `machine_id "${id}" is not a UUID`);
@@ -53,7 +52,7 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       const after = decodePageToken(req.pageToken, ["after"])?.after;
       if (after !== undefined && !isUuid(after)) throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
       const filter: ListFilter = {
-        ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: DB_HEARTBEAT_STATES[req.heartbeatState] }),
+        ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: heartbeatStateName(req.heartbeatState) }),
         ...(req.needsRecovery !== undefined && { needsRecovery: req.needsRecovery }),
         ...(req.provider !== undefined && { provider: req.provider }),
         ...(req.hasHardwareReport !== undefined && { hasHardwareReport: req.hasHardwareReport }),

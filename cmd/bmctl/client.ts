@@ -1,7 +1,7 @@
 import { Option, type Command } from "commander";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEV_CERT_FILES } from "../../lib/dev-cert-files.js";
+import { readNamedFile } from "../../lib/read-file.js";
 import { DEV_CERTS_HELP, findDevCerts } from "../private/dev-certs.js";
 import type { TlsMaterial } from "../private/diagnose.js";
 import { fail } from "../private/fail.js";
@@ -36,9 +36,9 @@ export function addGlobalFlags(program: Command): Command {
 /** The file a flag names, or a one-line failure (exit 2). */
 export function readFlagFile(flag: string, file: string): Buffer {
   try {
-    return readFileSync(file);
+    return readNamedFile(flag, file);
   } catch (e) {
-    fail(NAME, `${flag} ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`, 2);
+    fail(NAME, (e as Error).message, 2);
   }
 }
 
