@@ -1,7 +1,7 @@
 import { sql, type SqlBool } from "kysely";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import type { JsonValue } from "./database.js";
 import { AgentNotRegisteredError } from "./errors.js";
-import { keyFingerprint } from "./fingerprint.js";
 import { recordEvent } from "./history.js";
 import { recordInstallationReport, type InstallationReportInput } from "./installation.js";
 import { requireMachine } from "./machines.js";

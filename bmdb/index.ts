@@ -8,10 +8,8 @@ export { AgentNotRegisteredError, BmdbError, DatabaseUnavailableError, MachineNo
 export type { EventDelivery, EventListener, MachineEvent, MachineEventKind } from "./events.js";
 export { DEFAULT_THRESHOLDS } from "./fleet.js";
 export type { FleetCounters, FleetStats, FleetThresholds, HardwareTotals, HeartbeatState, ListFilter, MachineSummary } from "./fleet.js";
-export { keyFingerprint } from "./fingerprint.js";
 export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";
 export type { Backend, OpenOptions } from "./open.js";
 export type { TransactionStats } from "./private/transact.js";
 export type { DatabaseState } from "./private/breaker.js";
-export { BmdbConfig, type BmdbFlags } from "./config.js";

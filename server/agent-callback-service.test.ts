@@ -4,7 +4,8 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Bmdb, keyFingerprint, type Database } from "../bmdb/index.js";
+import { Bmdb, type Database } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { EFISupport, NodeSchema } from "../gen/cloud/agent/api/hwreport_pb.js";
 import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
 import {

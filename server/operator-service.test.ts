@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyFingerprint } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { codeOf, errorOf, newAgent, operatorClient, startTestServer } from "../test/helpers/server.js";
 import { createDevPki, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";

@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
-import { keyFingerprint } from "../bmdb/index.js";
 import { rawEd25519PublicKey } from "../lib/certs.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 
 /** Who is at the other end of an agent connection, decided once per connection. */
 export type PeerIdentity =

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AgentConfig, type AgentRunFlags } from "../agent/config.js";
-import { BmdbConfig, type BmdbFlags } from "../bmdb/index.js";
+import { BmdbConfig, type BmdbFlags } from "../cmd/private/bmdb-flags.js";
 import { findDevCerts } from "../cmd/private/dev-certs.js";
 import { OperatorService, WatchMachinesResponseSchema, type WatchMachinesRequest } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { serviceDefinition } from "../lib/grpc-adapter.js";
