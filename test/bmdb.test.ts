@@ -47,7 +47,7 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     const r = await bmdb.heartbeat({
       machineId: id,
       publicKey: randomBytes(32),
-      hardwareReport: { raw: Uint8Array.of(1, 2, 3), json: {} },
+      hardwareReport: { raw: Uint8Array.of(1, 2, 3), json: {}, cpuThreads: 1, memoryBytes: 1n },
     });
     expect(r.authenticated).toBe(false);
     const m = await bmdb.getMachine(id);
@@ -142,7 +142,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)("serialization retries on postgres
           bmdb.heartbeat({
             machineId: id,
             publicKey: key,
-            hardwareReport: { raw: Uint8Array.of(i), json: { i } },
+            hardwareReport: { raw: Uint8Array.of(i), json: { i }, cpuThreads: i, memoryBytes: BigInt(i) },
             installationReport: { generation: BigInt(i + 1), result: "success", raw: Uint8Array.of(8, i + 1) },
           }),
         ),
