@@ -2,7 +2,7 @@ import { Migrator, sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationProvider } from "../migrations/index.js";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
-import type { Bmdb } from "./bmdb.js";
+import { databaseForTests, type Bmdb } from "./bmdb.js";
 import { migrate } from "./migrate.js";
 import { openBmdb } from "./open.js";
 
@@ -19,7 +19,7 @@ describe.each(testBackends())("migrations on $name", (backend) => {
   });
 
   it("0005 fills cpu_threads and memory_bytes of the reports stored before it from their JSON view", async () => {
-    const db = bmdb.db;
+    const db = databaseForTests(bmdb);
     const before = await new Migrator({ db, provider: migrationProvider }).migrateTo("0004_heartbeat_batch_function");
     expect(before.error).toBeUndefined();
     const reports: Record<string, unknown> = {

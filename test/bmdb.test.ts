@@ -3,6 +3,7 @@ import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { randomBytes } from "node:crypto";
 import { Bmdb, MachineNotFoundError, openBmdb, ProviderIdTakenError, migrate } from "../bmdb/index.js";
+import { databaseForTests } from "../bmdb/bmdb.js";
 import { keyFingerprint } from "../lib/fingerprint.js";
 import type { Database } from "../bmdb/index.js";
 import { migrationProvider } from "../migrations/index.js";
@@ -22,8 +23,8 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   });
 
   it("applies migrations once and is idempotent on a second run", async () => {
-    expect(await migrate(bmdb.db)).toEqual([]);
-    const tables = await bmdb.db.introspection.getTables();
+    expect(await migrate(databaseForTests(bmdb))).toEqual([]);
+    const tables = await databaseForTests(bmdb).introspection.getTables();
     expect(tables.map((t) => t.name)).toEqual(
       expect.arrayContaining(["machines", "machine_agent_started", "machine_history", "machine_installation_report"]),
     );
@@ -58,10 +59,9 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   it("refuses a second machine with the same provider id and writes nothing", async () => {
     const pid = `p-${randomBytes(4).toString("hex")}`;
     const first = await bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } });
-    const before = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+    const before = (await bmdb.fleetStats()).counters.machines;
     await expect(bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } })).rejects.toBeInstanceOf(ProviderIdTakenError);
-    const after = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
-    expect(after.n).toBe(before.n);
+    expect((await bmdb.fleetStats()).counters.machines).toBe(before);
     expect((await bmdb.getMachine(first)).provided?.providerId).toBe(pid);
     // The same provider id at another provider is a different machine.
     await expect(bmdb.createMachine({ provider: { provider: "ovh", providerId: pid } })).resolves.toMatch(/^[0-9a-f-]{36}$/);
@@ -93,12 +93,15 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     expect(after.installationPending).toBe(false);
   });
 
-  it("history outlives nothing it should not: rows per event, newest last by id", async () => {
+  it("records one history event per operation, in order, and keeps them when the machine is deleted", async () => {
     const id = await bmdb.createMachine();
     await bmdb.registerAgent(id, randomBytes(32));
     await bmdb.setInstallationRequest(id, 5n, Uint8Array.of(8, 5));
-    const rows = await bmdb.db.selectFrom("machine_history").select(["event"]).where("machine_id", "=", id).orderBy("event_id").execute();
-    expect(rows.map((r) => r.event)).toEqual(["machine_created", "agent_registered", "installation_requested"]);
+    const oldestFirst = async () => (await bmdb.getHistory(id, 100)).events.map((e) => e.event).reverse();
+    expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested"]);
+    await bmdb.deleteMachine(id);
+    await expect(bmdb.getMachine(id)).rejects.toBeInstanceOf(MachineNotFoundError);
+    expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested", "machine_deleted"]);
   });
 });
 

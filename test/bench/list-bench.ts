@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { sql } from "kysely";
 import pg from "pg";
 import { pino } from "pino";
+import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb, type Bmdb } from "../../bmdb/index.js";
 import { HeartbeatState, OperatorService, type ListMachinesRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -22,7 +23,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 
 async function populate(bmdb: Bmdb): Promise<void> {
   // One set-based statement per tag: the shape of a real fleet, quickly.
-  const db = bmdb.db;
+  const db = databaseForTests(bmdb);
   await sql`insert into machines (machine_id, created_at)
     select gen_random_uuid(), now() - (random() * interval '90 days') from generate_series(1, ${MACHINES})`.execute(db);
   await sql`insert into machine_provided (machine_id, provider, provider_id, provider_location)
