@@ -1,8 +1,10 @@
-import { Migrator, sql } from "kysely";
+import { Kysely, Migrator, PostgresDialect, sql } from "kysely";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { migrationProvider } from "../migrations/index.js";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
 import { databaseForTests, type Bmdb } from "./bmdb.js";
+import type { Database } from "./database.js";
 import { migrate } from "./migrate.js";
 import { openBmdb } from "./open.js";
 
@@ -41,5 +43,45 @@ describe.each(testBackends())("migrations on $name", (backend) => {
       [0n, "18446744073709551615"],
       [0n, "0"],
     ]);
+  });
+
+  it("a second run applies nothing, and the schema has the tables of the Database interface", async () => {
+    const db = databaseForTests(bmdb);
+    await migrate(db);
+    expect(await migrate(db)).toEqual([]);
+    const tables = (await db.introspection.getTables()).map((t) => t.name).sort();
+    const expected: (keyof Database)[] = [
+      "machine_agent_heartbeat",
+      "machine_agent_started",
+      "machine_hardware_report",
+      "machine_history",
+      "machine_installation_report",
+      "machine_installation_request",
+      "machine_provided",
+      "machines",
+    ];
+    expect(tables).toEqual(expected);
+  });
+});
+
+// Servers starting on the same empty database at the same moment must all
+// come up with one schema. Only meaningful on a shared server.
+describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres", () => {
+  it("three migrators racing on an empty database all succeed, each migration applied by exactly one", async () => {
+    const [factory] = testBackends().filter((b) => b.name === "postgres");
+    const tdb = await factory!.create();
+    const dbs = [0, 1, 2].map(() => {
+      const pool = new pg.Pool({ connectionString: tdb.url, max: 2 });
+      // Dropping the database terminates connections a pool may still be closing.
+      pool.on("error", () => {});
+      return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    });
+    try {
+      const applied = await Promise.all(dbs.map((db) => migrate(db)));
+      expect(applied.flat().sort()).toEqual(Object.keys(await migrationProvider.getMigrations()).sort());
+    } finally {
+      await Promise.all(dbs.map((db) => db.destroy()));
+      await tdb.drop();
+    }
   });
 });

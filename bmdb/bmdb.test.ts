@@ -1,13 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
 import { randomBytes } from "node:crypto";
-import { Bmdb, MachineNotFoundError, openBmdb, ProviderIdTakenError, migrate } from "../bmdb/index.js";
-import { databaseForTests } from "../bmdb/bmdb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../lib/fingerprint.js";
-import type { Database } from "../bmdb/index.js";
-import { migrationProvider } from "../migrations/index.js";
-import { testBackends, type TestDatabase } from "./helpers/databases.js";
+import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
+import type { Bmdb } from "./bmdb.js";
+import { MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+import { openBmdb } from "./open.js";
+
+// Bmdb's operations through its facade, on every backend: machines, agents
+// and their heartbeats, installation generations, history. Migrations are
+// tested in migrate.test.ts, the transaction layer in private/transact.test.ts.
 
 describe.each(testBackends())("bmdb on $name", (backend) => {
   let tdb: TestDatabase;
@@ -20,14 +21,6 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   afterAll(async () => {
     await bmdb?.close();
     await tdb?.drop();
-  });
-
-  it("applies migrations once and is idempotent on a second run", async () => {
-    expect(await migrate(databaseForTests(bmdb))).toEqual([]);
-    const tables = await databaseForTests(bmdb).introspection.getTables();
-    expect(tables.map((t) => t.name)).toEqual(
-      expect.arrayContaining(["machines", "machine_agent_started", "machine_history", "machine_installation_report"]),
-    );
   });
 
   it("authenticates only the registered (machine, key) pair", async () => {
@@ -102,29 +95,6 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     await bmdb.deleteMachine(id);
     await expect(bmdb.getMachine(id)).rejects.toBeInstanceOf(MachineNotFoundError);
     expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested", "machine_deleted"]);
-  });
-});
-
-// Two servers starting on the same empty database at the same moment must
-// both come up with one schema. Only meaningful on a shared server.
-describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres", () => {
-  it("two migrators racing on an empty database both succeed", async () => {
-    const [factory] = testBackends().filter((b) => b.name === "postgres");
-    const tdb = await factory!.create();
-    const dbs = [0, 1, 2].map(() => {
-      const pool = new pg.Pool({ connectionString: tdb.url, max: 2 });
-      // Dropping the database terminates connections a pool may still be closing.
-      pool.on("error", () => {});
-      return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    });
-    try {
-      const applied = await Promise.all(dbs.map((db) => migrate(db)));
-      // Each migration applied exactly once, by one of the three.
-      expect(applied.flat()).toEqual(Object.keys(await migrationProvider.getMigrations()));
-    } finally {
-      await Promise.all(dbs.map((db) => db.destroy()));
-      await tdb.drop();
-    }
   });
 });
 
