@@ -10,7 +10,8 @@
 //   installation.ts    installation request (operator) and report (agent)
 //   history.ts         the one history writer (row + NOTIFY, rate bound for
 //                      agent-caused rows), history pages, the stale sweep
-//   fleet.ts           machine lists and fleet counters
+//   fleet.ts           machine lists (filters, prefix search) and fleet counters
+//   heartbeat-ages.ts  machines by last-heartbeat age per provider and location
 //   events.ts          event kinds, NOTIFY payloads, the subscriber hub
 //   open.ts            opening PostgreSQL or PGlite, migrations, the breaker
 import type { Kysely } from "kysely";
@@ -18,6 +19,7 @@ import { registerAgent, revokeAgent, heartbeat, type HeartbeatInput, type Heartb
 import type { Database } from "./database.js";
 import type { EventHub, EventListener } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
+import { heartbeatAges, type HeartbeatAgeCount } from "./heartbeat-ages.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
 import { getHistory, sweepStale, type HistoryPage } from "./history.js";
 import { setInstallationRequest } from "./installation.js";
@@ -154,6 +156,11 @@ export class Bmdb {
   /** The fleet counters and hardware totals. */
   fleetStats(): Promise<FleetStats> {
     return this.#transact("fleetStats", ({ trx, now, thresholds }) => fleetStats(trx, now, thresholds));
+  }
+
+  /** Machines by last-heartbeat age (bounds in ms, ascending), per provider and location. */
+  heartbeatAges(boundsMs: readonly number[]): Promise<HeartbeatAgeCount[]> {
+    return this.#transact("heartbeatAges", ({ trx, now }) => heartbeatAges(trx, now, boundsMs));
   }
 
   /** A machine's history, newest first; works for deleted machines too. */

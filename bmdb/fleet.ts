@@ -22,6 +22,8 @@ export interface ListFilter {
   provider?: string;
   hasHardwareReport?: boolean;
   pendingInstallation?: boolean;
+  /** Machines whose ID, provider ID or agent key fingerprint starts with this text. */
+  search?: string;
 }
 
 export interface MachineSummary {
@@ -79,6 +81,37 @@ function predicates(eb: Joined, now: Date, t: FleetThresholds) {
   return { fresh, stale, never, needsRecovery, pending };
 }
 
+/** text as a LIKE pattern matching itself followed by anything. */
+function likePrefix(text: string): string {
+  return text.replace(/[\\%_]/g, (c) => `\\${c}`) + "%";
+}
+
+/**
+ * A machine ID, provider ID or key fingerprint starting with text. A machine
+ * ID prefix becomes a range of UUIDs (the primary key); provider IDs and
+ * fingerprints are looked up in their prefix indexes (migration 0005) once
+ * per query, not compared row by row.
+ */
+function searchPredicate(eb: Joined, db: Kysely<Database>, text: string): Expression<SqlBool> {
+  const q = text.trim();
+  const hex = q.toLowerCase();
+  const ors: Expression<SqlBool>[] = [
+    eb("m.machine_id", "in", db.selectFrom("machine_provided").select("machine_id").where(sql<SqlBool>`provider_id like ${likePrefix(q)}`)),
+  ];
+  const idHex = hex.replace(/-/g, "");
+  if (/^[0-9a-f]{1,32}$/.test(idHex)) {
+    const uuid = (h: string) => `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    ors.push(eb.and([eb("m.machine_id", ">=", uuid(idHex.padEnd(32, "0"))), eb("m.machine_id", "<=", uuid(idHex.padEnd(32, "f")))]));
+  }
+  // Fingerprints are SHA-256 of the key, lowercase hex, as bmdb/fingerprint.ts makes them.
+  if (/^[0-9a-f]{1,64}$/.test(hex)) {
+    ors.push(
+      eb("m.machine_id", "in", db.selectFrom("machine_agent_started").select("machine_id").where(sql<SqlBool>`encode(sha256(agent_public_key), 'hex') like ${likePrefix(hex)}`)),
+    );
+  }
+  return eb.or(ors);
+}
+
 /** One page of machines in machine_id order, after the given ID. */
 export async function listMachines(
   db: Kysely<Database>,
@@ -105,6 +138,7 @@ export async function listMachines(
       if (filter.provider !== undefined) conds.push(eb("p.provider", "=", filter.provider));
       if (filter.hasHardwareReport !== undefined) conds.push(eb("hw.machine_id", filter.hasHardwareReport ? "is not" : "is", null));
       if (filter.pendingInstallation !== undefined) conds.push(filter.pendingInstallation ? p.pending : eb.not(eb.fn.coalesce(p.pending as Expression<SqlBool>, sql<SqlBool>`false`)));
+      if (filter.search) conds.push(searchPredicate(eb, db, filter.search));
       return eb.and(conds);
     })
     .orderBy("m.machine_id")

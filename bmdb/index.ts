@@ -8,6 +8,7 @@ export { AgentNotRegisteredError, BmdbError, DatabaseUnavailableError, MachineNo
 export type { EventDelivery, EventListener, MachineEvent, MachineEventKind } from "./events.js";
 export { DEFAULT_THRESHOLDS } from "./fleet.js";
 export type { FleetCounters, FleetStats, FleetThresholds, HardwareTotals, HeartbeatState, ListFilter, MachineSummary } from "./fleet.js";
+export type { HeartbeatAgeCount } from "./heartbeat-ages.js";
 export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";
 export type { Backend, OpenOptions } from "./open.js";

@@ -20,9 +20,9 @@ describe.each(testBackends())("migrations on $name", (backend) => {
     await tdb?.drop();
   });
 
-  it("0005 fills cpu_threads and memory_bytes of the reports stored before it from their JSON view", async () => {
+  it("0006 fills cpu_threads and memory_bytes of the reports stored before it from their JSON view", async () => {
     const db = databaseForTests(bmdb);
-    const before = await new Migrator({ db, provider: migrationProvider }).migrateTo("0004_heartbeat_batch_function");
+    const before = await new Migrator({ db, provider: migrationProvider }).migrateTo("0005_search_prefixes");
     expect(before.error).toBeUndefined();
     const reports: Record<string, unknown> = {
       "00000000-0000-4000-8000-000000000001": { report: { cpu: [{ hardwareThreads: 32 }, { hardwareThreads: 16 }], memoryInstalledBytes: "343597383680" } },
@@ -35,7 +35,7 @@ describe.each(testBackends())("migrations on $name", (backend) => {
         values (${id}, ${Uint8Array.of(10, 0)}, ${JSON.stringify(json)}::jsonb, now())`.execute(db);
     }
 
-    expect(await migrate(db)).toEqual(["0005_hardware_report_totals"]);
+    expect(await migrate(db)).toEqual(["0006_hardware_report_totals"]);
     const rows = await db.selectFrom("machine_hardware_report").select(["machine_id", "cpu_threads", "memory_bytes"]).orderBy("machine_id").execute();
     expect(rows.map((r) => [r.cpu_threads, r.memory_bytes])).toEqual([
       [48n, "343597383680"],

@@ -22,6 +22,7 @@ function devBanner(config: ServerConfigValues, server: BmaasServer): string {
     `             client certificate and trust ${shown}/${DEV_CERT_FILES.caCert}`,
     `  operators  mTLS on ${server.internalAddress}: ${shown}/${DEV_CERT_FILES.operatorCert} + ${DEV_CERT_FILES.operatorKey}`,
     ...(server.metricsAddress ? [`  metrics    http://${server.metricsAddress}/metrics`] : []),
+    ...(server.webView ? [`  web        ${server.webView.url}   (read-only fleet view${server.webView.mtls ? ", operator client certificate required" : ""})`] : []),
     `  bmctl      npx bmctl machine create      (finds these certificates and this server by itself)`,
     `             npx bmctl agent register MACHINE_ID PUBKEY`,
     `             npx bmctl machine list | get MACHINE_ID | watch`,

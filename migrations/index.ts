@@ -3,7 +3,8 @@ import * as m0001 from "./0001_initial.js";
 import * as m0002 from "./0002_operator_views.js";
 import * as m0003 from "./0003_heartbeat_hot_path.js";
 import * as m0004 from "./0004_heartbeat_batch_function.js";
-import * as m0005 from "./0005_hardware_report_totals.js";
+import * as m0005 from "./0005_search_prefixes.js";
+import * as m0006 from "./0006_hardware_report_totals.js";
 
 // Migrations are listed here rather than discovered on disk so the compiled
 // server carries them and the order is explicit. Append, never edit.
@@ -12,7 +13,8 @@ const migrations: Record<string, Migration> = {
   "0002_operator_views": m0002,
   "0003_heartbeat_hot_path": m0003,
   "0004_heartbeat_batch_function": m0004,
-  "0005_hardware_report_totals": m0005,
+  "0005_search_prefixes": m0005,
+  "0006_hardware_report_totals": m0006,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -17,9 +17,12 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** Open connections from one source address at most. */
   maxConnectionsPerAddress: number;
-  /** Connections still in their TLS handshake at once; more are closed at accept. */
+  /**
+   * Connections in their TLS handshake at once. More wait, unread, in arrival
+   * order, until a handshake ends (at most `handshakeTimeoutMs` of waiting).
+   */
   maxHandshakes: number;
-  /** From accept to a finished handshake, absolute. Unauthenticated connections never live longer. */
+  /** From the start of the handshake to its end, absolute. Unauthenticated connections never live longer. */
   handshakeTimeoutMs: number;
 }
 
@@ -43,7 +46,8 @@ export interface AgentConnection {
 }
 
 const CONNECTION = Symbol("bmaas.agentConnection");
-type Tagged = Socket & { [CONNECTION]?: AgentConnection };
+const WAIT_TIMER = Symbol("bmaas.waitTimer");
+type Tagged = Socket & { [CONNECTION]?: AgentConnection; [WAIT_TIMER]?: NodeJS.Timeout };
 
 /**
  * The connection object a socket handed to HTTP/2 belongs to. Node's
@@ -68,6 +72,8 @@ const CLIENT_HANDSHAKE_SECRET = "CLIENT_HANDSHAKE_TRAFFIC_SECRET ";
 
 export interface ConnectionCounts {
   open: number;
+  /** Accepted, waiting for a handshake slot; not read from yet. */
+  waiting: number;
   handshaking: number;
   authenticated: number;
   refusedAtAccept: number;
@@ -79,7 +85,9 @@ export interface ConnectionCounts {
  * `ready` (which injects it into HTTP/2). Returns the accept function.
  */
 export class ConnectionGate {
-  readonly counts: ConnectionCounts = { open: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
+  readonly counts: ConnectionCounts = { open: 0, waiting: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
+  // Sockets waiting for a handshake slot, oldest first (a Set keeps insertion order).
+  readonly #waiting = new Set<Socket>();
   readonly #perAddress = new Map<string, number>();
   readonly #sockets = new Set<Socket>();
   // Never listens: server-side TLS sockets take ALPN and session-ticket
@@ -126,33 +134,21 @@ export class ConnectionGate {
     });
   }
 
-  /** For net.Server's connection listener. */
+  /** For net.Server's connection listener; the server must pause new connections (pauseOnConnect). */
   readonly accept = (socket: Socket): void => {
     const address = socket.remoteAddress ?? "unknown";
     const c = this.counts;
     const fromAddress = this.#perAddress.get(address) ?? 0;
-    if (c.open >= this.limits.maxConnections || fromAddress >= this.limits.maxConnectionsPerAddress || c.handshaking >= this.limits.maxHandshakes) {
+    if (c.open >= this.limits.maxConnections || fromAddress >= this.limits.maxConnectionsPerAddress) {
       c.refusedAtAccept++;
       socket.destroy();
       return;
     }
     c.open++;
-    c.handshaking++;
     this.#perAddress.set(address, fromAddress + 1);
     this.#sockets.add(socket);
-    let handshaking = true;
-    const doneHandshaking = () => {
-      if (handshaking) c.handshaking--;
-      handshaking = false;
-    };
-    // Absolute, unlike Node's handshakeTimeout (an idle timer that every
-    // trickled byte resets). Cleared only for authenticated connections.
-    const kill = { current: () => socket.destroy() };
-    const deadline = setTimeout(() => kill.current(), this.limits.handshakeTimeoutMs);
     socket.once("close", () => {
       this.#sockets.delete(socket);
-      clearTimeout(deadline);
-      doneHandshaking();
       c.open--;
       const n = (this.#perAddress.get(address) ?? 1) - 1;
       if (n <= 0) this.#perAddress.delete(address);
@@ -160,6 +156,55 @@ export class ConnectionGate {
     });
     socket.on("error", () => socket.destroy());
     socket.setNoDelay(true);
+    if (c.handshaking < this.limits.maxHandshakes) {
+      this.#handshake(socket);
+      return;
+    }
+    // A reconnecting fleet arrives all at once. Refusing what exceeds the
+    // handshake cap sends those agents into back-off, and the storm then ends
+    // with an idle server waiting for their retries; so they wait here
+    // instead, unread (a waiting socket costs no TLS state), and take the
+    // next free slot in arrival order. Waiting is bounded like the handshake.
+    c.waiting++;
+    this.#waiting.add(socket);
+    const gaveUp = setTimeout(() => socket.destroy(), this.limits.handshakeTimeoutMs);
+    socket.once("close", () => {
+      clearTimeout(gaveUp);
+      if (this.#waiting.delete(socket)) c.waiting--;
+    });
+    (socket as Tagged)[WAIT_TIMER] = gaveUp;
+  };
+
+  /** Starts the next waiting connections while handshake slots are free. */
+  #admitWaiting(): void {
+    for (const socket of this.#waiting) {
+      if (this.counts.handshaking >= this.limits.maxHandshakes) return;
+      this.#waiting.delete(socket);
+      this.counts.waiting--;
+      clearTimeout((socket as Tagged)[WAIT_TIMER]);
+      this.#handshake(socket);
+    }
+  }
+
+  #handshake(socket: Socket): void {
+    const c = this.counts;
+    c.handshaking++;
+    let handshaking = true;
+    const doneHandshaking = () => {
+      if (handshaking) {
+        c.handshaking--;
+        handshaking = false;
+        this.#admitWaiting();
+      }
+    };
+    // Absolute, unlike Node's handshakeTimeout (an idle timer that every
+    // trickled byte resets). Cleared only for authenticated connections.
+    const kill = { current: () => socket.destroy() };
+    const deadline = setTimeout(() => kill.current(), this.limits.handshakeTimeoutMs);
+    socket.once("close", () => {
+      clearTimeout(deadline);
+      doneHandshaking();
+    });
 
     // Peek at the first byte to tell TLS from plaintext, then hand the socket
     // on with that byte put back.
@@ -170,12 +215,13 @@ export class ConnectionGate {
         // Served, so that it hears UNAUTHENTICATED as the contract says, but
         // it keeps the handshake deadline as its whole lifetime.
         doneHandshaking();
-        this.#hand(socket, { kind: "refused", reason: "not TLS" }, address, kill);
+        this.#hand(socket, { kind: "refused", reason: "not TLS" }, socket.remoteAddress ?? "unknown", kill);
         return;
       }
       this.#startTls(socket, doneHandshaking, deadline, kill);
     });
-  };
+    socket.resume();
+  }
 
   /** Drops every connection at once (after a graceful shutdown's grace). */
   destroyAll(): void {

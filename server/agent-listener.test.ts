@@ -164,6 +164,56 @@ describe("agent listener under hostile peers", () => {
   });
 });
 
+describe("connections over the handshake cap wait for a slot", () => {
+  let t: Awaited<ReturnType<typeof startTestServer>>;
+  const HANDSHAKE_MS = 800;
+  beforeAll(async () => {
+    t = await startTestServer(testBackends()[0]!, { agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS, maxHandshakes: 2 } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("serves a storm of 30 agents through 2 handshake slots, refusing none", async () => {
+    const agents = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const { machineId } = await t.operator.createMachine({});
+        const agent = await agentTls();
+        await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+        return { machineId, ...agent };
+      }),
+    );
+    const refusedBefore = t.server.agentConnections.refusedAtAccept;
+    let sawWaiting = 0;
+    const watch = setInterval(() => (sawWaiting = Math.max(sawWaiting, t.server.agentConnections.waiting)), 5);
+    const codes = await Promise.all(
+      agents.map(async (a) => {
+        const session = await rawSession(t.server.publicAddress, a.tls);
+        try {
+          return (await rawCall(session, heartbeatBody({ machineId: a.machineId }))).code;
+        } finally {
+          session.destroy();
+        }
+      }),
+    );
+    clearInterval(watch);
+    expect(codes).toEqual(agents.map(() => 0));
+    expect(t.server.agentConnections.refusedAtAccept).toBe(refusedBefore);
+    expect(sawWaiting).toBeGreaterThan(0);
+  });
+
+  it("bounds a waiting connection's life: waiting and handshake each at most the handshake timeout", async () => {
+    const port = splitAddress(t.server.publicAddress)[1];
+    const silent = Array.from({ length: 5 }, () => netConnect({ host: "127.0.0.1", port }));
+    const closed = Promise.all(silent.map(closedAfter));
+    await new Promise((r) => setTimeout(r, 150));
+    expect({ waiting: t.server.agentConnections.waiting, handshaking: t.server.agentConnections.handshaking }).toEqual({ waiting: 3, handshaking: 2 });
+    for (const ms of await closed) {
+      expect(ms).toBeGreaterThan(HANDSHAKE_MS - 200);
+      expect(ms).toBeLessThan(2 * HANDSHAKE_MS + 600);
+    }
+    expect(t.server.agentConnections.waiting).toBe(0);
+  });
+});
+
 describe.each(testBackends())("agent request validation on $name", (backend) => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
   beforeAll(async () => {

@@ -197,7 +197,8 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
   sweep.unref();
 
   const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key }, (socket) => h2.emit("connection", socket), logger);
-  const server = await listen(options.address, "agents", gate.accept);
+  // Paused: the gate reads a connection only once it may start its handshake.
+  const server = await listen(options.address, "agents", gate.accept, { pauseOnConnect: true });
   // The kernel's own cap, in case the gate's bookkeeping is ever behind.
   server.maxConnections = limits.maxConnections + limits.maxHandshakes;
 

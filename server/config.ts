@@ -19,6 +19,7 @@ export interface ServerFlags {
   agentHeartbeatInterval: number;
   metricsListen: string;
   metricsMtls?: boolean;
+  webListen: string;
   fleetStatsRefresh: number;
   staleSweepInterval: number;
   watchMaxQueued: number;
@@ -88,6 +89,11 @@ export const ServerConfig = {
       .addOption(new Option("--metrics-listen <addr>", 'Prometheus /metrics listener ("" to disable)').env("BMAAS_METRICS_LISTEN").default("127.0.0.1:4243"))
       .addOption(booleanOption("--metrics-mtls", "serve metrics over HTTPS behind the operator mTLS", "BMAAS_METRICS_MTLS"))
       .addOption(
+        new Option("--web-listen <addr>", 'read-only fleet web view: plain HTTP on loopback, else HTTPS + operator client certificate ("" to disable)')
+          .env("BMAAS_WEB_LISTEN")
+          .default("127.0.0.1:4244"),
+      )
+      .addOption(
         new Option("--fleet-stats-refresh <seconds>", "how often the fleet gauges are recomputed")
           .env("BMAAS_FLEET_STATS_REFRESH")
           .argParser(seconds)
@@ -119,13 +125,13 @@ export const ServerConfig = {
           .default(4096),
       )
       .addOption(
-        new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once")
+        new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once; more wait, unread, for a slot")
           .env("BMAAS_AGENT_MAX_HANDSHAKES")
           .argParser(positiveCount)
           .default(1024),
       )
       .addOption(
-        new Option("--agent-handshake-timeout <seconds>", "absolute time from accept to a finished TLS handshake; also the whole life of an unauthenticated connection")
+        new Option("--agent-handshake-timeout <seconds>", "absolute time for a TLS handshake, and at most as long to wait for a handshake slot; an unauthenticated connection lives no longer than both")
           .env("BMAAS_AGENT_HANDSHAKE_TIMEOUT")
           .argParser(seconds)
           .default(10),
@@ -170,6 +176,7 @@ export const ServerConfig = {
     parseListenAddress(flags.publicListen);
     parseListenAddress(flags.internalListen);
     if (flags.metricsListen) parseListenAddress(flags.metricsListen);
+    if (flags.webListen) parseListenAddress(flags.webListen);
     const files = [flags.tlsCert, flags.tlsKey, flags.operatorCa];
     const base = {
       publicListenAddress: flags.publicListen,
@@ -179,6 +186,7 @@ export const ServerConfig = {
       agentHeartbeatIntervalMs: flags.agentHeartbeatInterval * 1000,
       ...(flags.metricsListen && { metricsListenAddress: flags.metricsListen }),
       metricsMtls: !!flags.metricsMtls,
+      ...(flags.webListen && { webListenAddress: flags.webListen }),
       fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
       staleSweepIntervalMs: flags.staleSweepInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),

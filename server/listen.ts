@@ -25,8 +25,13 @@ export function boundAddress(server: Server): string {
  * Listens on address and hands every connection to onConnection. Rejects with
  * a one-line reason (address in use, permission) instead of crashing later.
  */
-export function listen(address: ListenAddress, what: string, onConnection: (socket: Socket) => void): Promise<Server> {
-  return startListening(createServer(onConnection), address, what);
+export function listen(
+  address: ListenAddress,
+  what: string,
+  onConnection: (socket: Socket) => void,
+  options: { pauseOnConnect?: boolean } = {},
+): Promise<Server> {
+  return startListening(createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection), address, what);
 }
 
 /**

@@ -78,6 +78,7 @@ export class ServerMetrics {
       registers: [r],
       collect() {
         this.set({ state: "open" }, connections.open);
+        this.set({ state: "waiting" }, connections.waiting);
         this.set({ state: "handshaking" }, connections.handshaking);
         this.set({ state: "authenticated" }, connections.authenticated);
       },

@@ -52,6 +52,17 @@ describe.each(testBackends())("fleet views on $name", (backend) => {
     expect([...seen].sort()).toEqual(seen); // stable order
   });
 
+  it("searches by machine ID, provider ID or key fingerprint prefix, and refuses an overlong search", async () => {
+    const { machineId } = await machineWithAgent("searchable");
+    const fp = (await t.operator.getMachine({ machineId })).machine!.agentStarted!.keyFingerprint;
+    const ids = async (search: string) => (await t.operator.listMachines({ search, pageSize: 1000 })).machines.map((m) => m.machineId);
+    expect(await ids(machineId.slice(0, 18))).toContain(machineId);
+    expect(await ids("searchable-")).toEqual([machineId]);
+    expect(await ids(fp.slice(0, 10))).toEqual([machineId]);
+    expect(await ids("no-such-provider-id")).toEqual([]);
+    expect(await codeOf(t.operator.listMachines({ search: "x".repeat(257) }))).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it("refuses a malformed page token", async () => {
     expect(await codeOf(t.operator.listMachines({ pageToken: "garbage!" }))).toBe(grpc.status.INVALID_ARGUMENT);
   });

@@ -51,12 +51,14 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       const size = pageSize(req.pageSize, 100, 1000);
       const after = decodePageToken(req.pageToken, ["after"])?.after;
       if (after !== undefined && !isUuid(after)) throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
+      if (req.search.length > 256) throw new RpcError(grpc.status.INVALID_ARGUMENT, "search must be at most 256 characters");
       const filter: ListFilter = {
         ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: heartbeatStateName(req.heartbeatState) }),
         ...(req.needsRecovery !== undefined && { needsRecovery: req.needsRecovery }),
         ...(req.provider !== undefined && { provider: req.provider }),
         ...(req.hasHardwareReport !== undefined && { hasHardwareReport: req.hasHardwareReport }),
         ...(req.pendingInstallation !== undefined && { pendingInstallation: req.pendingInstallation }),
+        ...(req.search.trim() && { search: req.search }),
       };
       if (req.heartbeatState !== HeartbeatState.UNSPECIFIED && !filter.heartbeat) {
         throw new RpcError(grpc.status.INVALID_ARGUMENT, `unknown heartbeat_state ${req.heartbeatState}`);

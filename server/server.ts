@@ -20,6 +20,7 @@ import { operatorHandlers } from "./operator-service.js";
 import { ServerMetrics } from "./metrics.js";
 import { listenForMetrics } from "./metrics-listener.js";
 import { statusMapper } from "./rpc-error.js";
+import { startWebView, type WebView } from "./web/web-view.js";
 
 export interface ServerOptions {
   /** Agent listener, e.g. ":8080". */
@@ -47,6 +48,8 @@ export interface ServerOptions {
   metricsListenAddress?: string;
   /** Put the metrics listener behind the operator mTLS. */
   metricsMtls?: boolean;
+  /** Read-only web view ("127.0.0.1:4244": plain HTTP on loopback, else HTTPS behind the operator CA); unset: none. */
+  webListenAddress?: string;
   /** How often the fleet gauges are recomputed. */
   fleetStatsRefreshMs?: number;
   /** How often machines that stopped heartbeating are looked for (0: never). */
@@ -97,6 +100,8 @@ interface ServerParts {
   health: HealthImplementation;
   metrics: ServerMetrics;
   metricsAddress: string | undefined;
+  /** The read-only web view, if it runs (its listener is in listeners, its stop in jobs). */
+  webView: WebView | undefined;
   /** Aborted on stop: ends watch streams, which never end by themselves. */
   stopping: AbortController;
   /** Periodic work to stop with the server. */
@@ -156,6 +161,8 @@ export class BmaasServer {
   readonly metrics: ServerMetrics;
   /** Where Prometheus scrapes, if a metrics listener runs. */
   readonly metricsAddress: string | undefined;
+  /** The web view (its url, e.g. "http://127.0.0.1:4244/"), if it runs. */
+  readonly webView: WebView | undefined;
   readonly #parts: ServerParts;
 
   private constructor(parts: ServerParts) {
@@ -166,6 +173,7 @@ export class BmaasServer {
     this.heartbeats = parts.heartbeats;
     this.metrics = parts.metrics;
     this.metricsAddress = parts.metricsAddress;
+    this.webView = parts.webView;
   }
 
   static async start(options: ServerOptions): Promise<BmaasServer> {
@@ -175,6 +183,7 @@ export class BmaasServer {
     const observe = metrics.observe.bind(metrics);
     // What is running so far; on any failure below all of it is shut down.
     const running: Running = { listeners: [], metrics, stopping: new AbortController(), jobs: [] };
+    let web: WebView | undefined;
     try {
       let connected = () => 0;
       const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
@@ -233,6 +242,18 @@ export class BmaasServer {
         running.listeners.push(m);
         metricsAddress = boundAddress(m);
       }
+      if (options.webListenAddress) {
+        web = await startWebView({
+          address: options.webListenAddress,
+          tls: { cert: options.serverCert, key: options.serverKey, ca: options.operatorCa },
+          bmdb,
+          heartbeatsTaken: () => queue.counters.batchedHeartbeats + queue.counters.single,
+          maxQueued: options.watchMaxQueued ?? 1000,
+          logger,
+        });
+        running.listeners.push(web.server);
+        running.jobs.push(web);
+      }
       metrics.start(options.fleetStatsRefreshMs ?? 30_000);
 
       const { jobs } = running;
@@ -270,11 +291,12 @@ export class BmaasServer {
         health,
         metrics,
         metricsAddress,
+        webView: web,
         stopping: running.stopping,
         jobs,
         options,
       });
-      logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress }, "listening");
+      logger.info({ public: server.publicAddress, internal: server.internalAddress, metrics: metricsAddress, web: web?.url }, "listening");
       return server;
     } catch (error) {
       await shutDown(running, 0, () => {}).catch((err: unknown) => logger.warn({ err: (err as Error).message }, "cleanup after a failed start failed"));

@@ -54,6 +54,8 @@ describe("bmctl fleet commands", () => {
     expect(never).toHaveLength(4);
     const hw = JSON.parse((await bmctl("machine", "list", "--provider", "listco", "--has-hardware", "--json")).stdout) as { machineId: string }[];
     expect(hw.map((r) => r.machineId)).toEqual([a.machineId]);
+    const found = JSON.parse((await bmctl("machine", "list", "--search", a.machineId.slice(0, 13), "--json")).stdout) as { machineId: string }[];
+    expect(found.map((r) => r.machineId)).toContain(a.machineId);
     a.agent.client.close();
   });
 

@@ -41,6 +41,7 @@ describe("bmaas-server and bmctl as processes", () => {
       "--public-listen", "127.0.0.1:0",
       "--internal-listen", "127.0.0.1:0",
       "--metrics-listen", "127.0.0.1:0",
+      "--web-listen", "127.0.0.1:0",
     ]);
     bmctl = (...args) => runCommand("bmctl", ["--server", server.internalAddress, "--certs-dir", certs, ...args]);
   });
@@ -66,6 +67,11 @@ describe("bmaas-server and bmctl as processes", () => {
       hardwareReport: { report: { manufacturer: "ACME", cpu: [{ cores: 8, hardwareThreads: 16 }] } },
     });
     agent.client.close();
+
+    // The web view the banner names shows the same machine.
+    await expect.poll(() => server.stdout()).toContain(`  web        ${server.webUrl}`);
+    const page = await (await fetch(`${server.webUrl}machines/${machineId}`)).text();
+    expect(page).toContain("ACME");
 
     const human = await bmctl("machine", "get", machineId);
     expect(human.code).toBe(0);

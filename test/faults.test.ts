@@ -108,7 +108,7 @@ async function startFleet(databaseUrl: string, dir: string): Promise<Fleet> {
   // Fixed ports, so that agents reconnect to a restarted server.
   const [pub, internal] = [await freePort(), await freePort()];
   const common = ["--dev-certs", certs, "--database-url", databaseUrl, "--stale-sweep-interval", "0", "--shutdown-grace", String(GRACE_S)];
-  const args = [...common, "--public-listen", `127.0.0.1:${pub}`, "--internal-listen", `127.0.0.1:${internal}`, "--metrics-listen", ""];
+  const args = [...common, "--public-listen", `127.0.0.1:${pub}`, "--internal-listen", `127.0.0.1:${internal}`, "--metrics-listen", "", "--web-listen", ""];
   const startedAt = Date.now();
   let server = await startServerProcess(args);
   const listeningAt = Date.now();
@@ -169,6 +169,7 @@ async function startFleet(databaseUrl: string, dir: string): Promise<Fleet> {
           "--public-listen", `127.0.0.1:${p}`,
           "--internal-listen", `127.0.0.1:${i}`,
           "--metrics-listen", `127.0.0.1:${m}`,
+          "--web-listen", "",
         ]);
         replicas.push(replica);
         return replica;

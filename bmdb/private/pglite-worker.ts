@@ -27,7 +27,14 @@ const { dataDir } = workerData as WorkerData;
 
 // int8 columns (generations) are read as bigint, which structured clone
 // carries to the main thread unchanged.
-const options = { parsers: { [INT8_OID]: (v: string): bigint => BigInt(v) } };
+// shared_buffers: PostgreSQL's 128 MB default ends up touched inside the
+// WebAssembly heap, which never shrinks. 32 MB cut RSS by ~105 MiB in a trial
+// (100,000 rows written and updated: 779 → 673 MiB); pages beyond it are read
+// back from the OS page cache, so a large fleet costs reads, not memory.
+const options = {
+  parsers: { [INT8_OID]: (v: string): bigint => BigInt(v) },
+  startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=32MB"],
+};
 const pg = dataDir === undefined ? new PGlite(options) : new PGlite(dataDir, options);
 const unlisteners = new Map<string, () => Promise<void>>();
 

@@ -24,6 +24,7 @@ export interface ListOptions {
   hasHardware?: boolean;
   hardware?: boolean;
   pendingInstallation?: boolean;
+  search?: string;
   pageSize: number;
   pageToken?: string;
   all?: boolean;
@@ -41,6 +42,7 @@ export async function listMachines({ operator, deadline }: CommandContext, o: Li
     ...(o.hasHardware && { hasHardwareReport: true }),
     ...(o.hardware === false && { hasHardwareReport: false }),
     ...(o.pendingInstallation && { pendingInstallation: true }),
+    ...(o.search && { search: o.search }),
   };
   const client = await operator();
   const machines: MachineSummary[] = [];

@@ -36,6 +36,7 @@ export function addMachineCommands(program: Command, ctx: CommandContext): void 
     .option("--has-hardware", "only machines with a hardware report")
     .option("--no-hardware", "only machines without a hardware report")
     .option("--pending-installation", "only machines with an installation request not yet reported")
+    .option("--search <prefix>", "only machines whose ID, provider ID or key fingerprint starts with this")
     .option("--page-size <n>", "machines per page (max 1000)", pageSize, 100)
     .option("--page-token <token>", "continue after a previous page")
     .option("--all", "follow every page")

@@ -5,11 +5,10 @@
 // PostgreSQL by default), BENCH_MACHINES, BENCH_ROUNDS.
 import * as grpc from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
-import { sql } from "kysely";
 import pg from "pg";
 import { pino } from "pino";
-import { databaseForTests } from "../../bmdb/bmdb.js";
-import { openBmdb, type Bmdb } from "../../bmdb/index.js";
+import { openBmdb } from "../../bmdb/index.js";
+import { populateFleet } from "./populate-fleet.js";
 import { HeartbeatState, OperatorService, type ListMachinesRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createDevPki } from "../../lib/certs.js";
@@ -20,31 +19,6 @@ process.noDeprecation = true;
 const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
-
-async function populate(bmdb: Bmdb): Promise<void> {
-  // One set-based statement per tag: the shape of a real fleet, quickly.
-  const db = databaseForTests(bmdb);
-  await sql`insert into machines (machine_id, created_at)
-    select gen_random_uuid(), now() - (random() * interval '90 days') from generate_series(1, ${MACHINES})`.execute(db);
-  await sql`insert into machine_provided (machine_id, provider, provider_id, provider_location)
-    select machine_id, (array['equinix','ovh','hetzner'])[1 + (abs(hashtext(machine_id::text)) % 3)], machine_id::text,
-           (array['fra','ams','sjc','nrt'])[1 + (abs(hashtext(machine_id::text || 'l')) % 4)]
-    from machines where abs(hashtext(machine_id::text)) % 10 < 7`.execute(db);
-  await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-    select machine_id, now() - interval '2 hours', sha256(machine_id::text::bytea) from machines where abs(hashtext(machine_id::text || 'a')) % 10 < 9`.execute(db);
-  // 80% heartbeat: most within a minute, one in eight of them an hour ago (stale).
-  await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
-    select machine_id, case when abs(hashtext(machine_id::text || 'h')) % 8 = 0 then now() - interval '1 hour' else now() - random() * interval '60 seconds' end
-    from machine_agent_started where abs(hashtext(machine_id::text || 'b')) % 10 < 9`.execute(db);
-  await sql`insert into machine_hardware_report (machine_id, hardware_report_raw, hardware_report_json, cpu_threads, memory_bytes, reported_at)
-    select machine_id, '\\x0a00'::bytea, '{"report":{"cpu":[{"hardwareThreads":32}],"memoryInstalledBytes":"137438953472"}}'::jsonb, 32, 137438953472, now()
-    from machine_agent_heartbeat where abs(hashtext(machine_id::text || 'w')) % 4 <> 0`.execute(db);
-  await sql`insert into machine_installation_request (machine_id, generation, installation_request_raw, requested_at)
-    select machine_id, 1, '\\x0801'::bytea, now() from machine_agent_started where abs(hashtext(machine_id::text || 'i')) % 10 = 0`.execute(db);
-  await sql`insert into machine_installation_report (machine_id, generation, result, installation_report_raw, reported_at)
-    select machine_id, 1, 'success', '\\x0801'::bytea, now() from machine_installation_request where abs(hashtext(machine_id::text || 'r')) % 2 = 0`.execute(db);
-  await sql`analyze`.execute(db);
-}
 
 function stats(ms: number[]): { p50: number; p99: number } {
   const s = [...ms].sort((a, b) => a - b);
@@ -65,7 +39,7 @@ async function main(): Promise<void> {
   let server: BmaasServer | undefined;
   try {
     const t0 = performance.now();
-    await populate(bmdb);
+    await populateFleet(bmdb, MACHINES);
     process.stdout.write(`populated ${MACHINES} machines in ${((performance.now() - t0) / 1000).toFixed(1)}s\n`);
     server = await BmaasServer.start({
       publicListenAddress: "127.0.0.1:0",

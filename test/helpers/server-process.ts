@@ -8,11 +8,15 @@ export interface ServerProcess {
   internalAddress: string;
   /** The metrics listener, when one was asked for. */
   metricsAddress?: string;
+  /** The web view's URL, when it runs. */
+  webUrl?: string;
   /** Resolves with the exit code (null when ended by a signal). */
   exited: Promise<number | null>;
   readonly alive: boolean;
   /** JSON log lines (stdout) so far, parsed; other lines are skipped. */
   logs(): Array<{ [key: string]: unknown }>;
+  /** Everything on stdout so far (JSON logs, the dev banner). */
+  stdout(): string;
   /** Everything on stderr so far. */
   stderr(): string;
   /** SIGKILL if still running, and wait for the exit. */
@@ -43,6 +47,7 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
   );
   const logs: Array<{ [key: string]: unknown }> = [];
   let partial = "";
+  let out = "";
   let err = "";
   proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
@@ -52,6 +57,7 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
     }, timeoutMs);
     let listening = false;
     proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
       partial += d.toString();
       const lines = partial.split("\n");
       partial = lines.pop() ?? "";
@@ -72,11 +78,13 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
             publicAddress: log.public,
             internalAddress: log.internal,
             ...(typeof log.metrics === "string" && { metricsAddress: log.metrics }),
+            ...(typeof log.web === "string" && { webUrl: log.web }),
             exited,
             get alive() {
               return proc.exitCode === null && proc.signalCode === null;
             },
             logs: () => logs,
+            stdout: () => out,
             stderr: () => err,
             async kill(signal: NodeJS.Signals = "SIGKILL") {
               if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
