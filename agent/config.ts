@@ -1,5 +1,6 @@
 import { Option, type Command } from "commander";
-import { booleanOption, MAX_TIMER_SECONDS, numberArg } from "../lib/flags.js";
+import { validate as isUuid } from "uuid";
+import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
 
 /** Flags of `bmaas-agent run`, each with an environment fallback. */
 export interface AgentRunFlags {
@@ -23,7 +24,6 @@ export interface AgentRunFlags {
 
 // Seconds flags become setTimeout delays, which Node caps at 2^31-1 ms: a
 // larger one would fire after 1 ms, a tight loop. So they are capped here.
-const seconds = (min: number) => numberArg({ min, max: MAX_TIMER_SECONDS });
 
 export const AgentConfig = {
   registerRunFlags(cmd: Command): Command {
@@ -41,11 +41,11 @@ export const AgentConfig = {
       .addOption(new Option("--once", "one heartbeat cycle, then exit (0 on success, else the gRPC status code)"))
       .addOption(new Option("--installer <command>", "run for an installation request (request JSON on stdin)").env("BMAAS_AGENT_INSTALLER"))
       .addOption(
-        new Option("--installer-timeout <seconds>", "installer time limit").env("BMAAS_AGENT_INSTALLER_TIMEOUT").argParser(seconds(1)).default(3600),
+        new Option("--installer-timeout <seconds>", "installer time limit").env("BMAAS_AGENT_INSTALLER_TIMEOUT").argParser(secondsArg(1)).default(3600),
       )
       .addOption(new Option("--reboot-command <command>", "run after a successful installation was reported").env("BMAAS_AGENT_REBOOT_COMMAND"))
       .addOption(new Option("--state-dir <dir>", "where handled installation generations are kept").env("BMAAS_AGENT_STATE_DIR").default("/var/lib/bmaas-agent"))
-      .addOption(new Option("--interval <seconds>", "heartbeat interval (a server suggestion wins)").env("BMAAS_AGENT_INTERVAL").argParser(seconds(0.1)).default(30))
+      .addOption(new Option("--interval <seconds>", "heartbeat interval (a server suggestion wins)").env("BMAAS_AGENT_INTERVAL").argParser(secondsArg(0.1)).default(30))
       .addOption(new Option("--jitter <fraction>", "± this fraction of the interval").env("BMAAS_AGENT_JITTER").argParser(numberArg({ min: 0, max: 1 })).default(0.1))
       .addOption(new Option("--proc-root <dir>", "where /proc is").env("BMAAS_AGENT_PROC_ROOT").default("/proc"))
       .addOption(new Option("--sys-root <dir>", "where /sys is").env("BMAAS_AGENT_SYS_ROOT").default("/sys"))
@@ -60,7 +60,7 @@ export const AgentConfig = {
     if (missing.length) throw new Error(`missing ${missing.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(", ")}`);
     if (!flags.ca && !flags.insecure) throw new Error("give --ca FILE to verify the server, or --insecure (labs only)");
     if (flags.ca && flags.insecure) throw new Error("--ca and --insecure exclude each other");
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(flags.machineId!)) throw new Error(`--machine-id "${flags.machineId}" is not a UUID`);
+    if (!isUuid(flags.machineId!)) throw new Error(`--machine-id "${flags.machineId}" is not a UUID`);
     return { server: flags.server!, machineId: flags.machineId!, key: flags.key! };
   },
 };

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
+import { readNamedFile } from "../lib/read-file.js";
 
 /**
  * Writes a new Ed25519 private key (PKCS#8 PEM, mode 0600) to path and returns
@@ -22,12 +23,7 @@ export function createKeyFile(path: string): KeyObject {
 
 /** Reads an Ed25519 private key from a PEM file. */
 export function loadKeyFile(path: string): KeyObject {
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (e) {
-    throw new Error(`cannot read key ${path}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
+  const pem = readNamedFile("cannot read key", path);
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);

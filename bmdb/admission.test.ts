@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
-import { keyFingerprint, openBmdb, type Bmdb } from "./index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
+import { databaseForTests } from "./bmdb.js";
+import { openBmdb, type Bmdb } from "./index.js";
 
 // The database side of admission: refused heartbeats (batch and single path)
 // recording pending requests within bounds, decisions, import.
@@ -42,7 +44,7 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
     expect(await bmdb.heartbeatBatch([{ machineId: id2, publicKey: other }])).toEqual([{ authenticated: false, refusal: "pending" }]);
     const [r] = await requests(id2);
     expect(r).toMatchObject({ state: "pending", keyFingerprint: keyFingerprint(other), attempts: 2n, currentKeyFingerprint: null, hardwareMatch: "no_report" });
-    const ghostRows = await bmdb.db.selectFrom("machine_agent_request").selectAll().where("machine_id", "=", ghost).execute();
+    const ghostRows = await databaseForTests(bmdb).selectFrom("machine_agent_request").selectAll().where("machine_id", "=", ghost).execute();
     expect(ghostRows).toEqual([]);
     const history = await bmdb.getHistory(id2, 10);
     expect(history.events.map((e) => e.event)).toEqual(["agent_pending", "machine_created"]);
@@ -59,10 +61,10 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
     const id = await bmdb.createMachine();
     const oldKey = randomBytes(32);
     const newKey = randomBytes(32);
-    const hw = { raw: new Uint8Array([1, 2, 3]), json: { report: { serialNumber: "S1" } } };
+    const hw = { raw: new Uint8Array([1, 2, 3]), json: { report: { serialNumber: "S1" } }, cpuThreads: 0, memoryBytes: 0n };
     await bmdb.registerAgent(id, oldKey);
     await bmdb.heartbeat({ machineId: id, publicKey: oldKey, hardwareReport: hw });
-    expect(await bmdb.heartbeat({ machineId: id, publicKey: newKey, hardwareReport: { raw: new Uint8Array([9]), json: { report: { serialNumber: "S1" } } } })).toEqual({
+    expect(await bmdb.heartbeat({ machineId: id, publicKey: newKey, hardwareReport: { raw: new Uint8Array([9]), json: { report: { serialNumber: "S1" } }, cpuThreads: 0, memoryBytes: 0n } })).toEqual({
       authenticated: false,
       refusal: "pending_new",
     });
@@ -79,9 +81,9 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
     const third = randomBytes(32);
     await bmdb.heartbeatBatch([{ machineId: id, publicKey: third }]);
     await bmdb.rejectAgent(id, keyFingerprint(third), "bob", "not ours");
-    const before = await bmdb.db.selectFrom("machine_agent_request").selectAll().where("key_fingerprint", "=", keyFingerprint(third)).executeTakeFirstOrThrow();
+    const before = await databaseForTests(bmdb).selectFrom("machine_agent_request").selectAll().where("key_fingerprint", "=", keyFingerprint(third)).executeTakeFirstOrThrow();
     expect(await bmdb.heartbeatBatch([{ machineId: id, publicKey: third }])).toEqual([{ authenticated: false, refusal: "rejected" }]);
-    const after = await bmdb.db.selectFrom("machine_agent_request").selectAll().where("key_fingerprint", "=", keyFingerprint(third)).executeTakeFirstOrThrow();
+    const after = await databaseForTests(bmdb).selectFrom("machine_agent_request").selectAll().where("key_fingerprint", "=", keyFingerprint(third)).executeTakeFirstOrThrow();
     expect(after).toEqual(before);
   });
 

@@ -2,7 +2,7 @@ import { sql, type Transaction } from "kysely";
 import type { AdmissionState, Database, JsonValue } from "./database.js";
 import { BmdbError, MachineNotFoundError } from "./errors.js";
 import { EVENTS_CHANNEL } from "./events.js";
-import { keyFingerprint } from "./fingerprint.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { hardwareMatch, storedReport, type HardwareMatch } from "./hardware-match.js";
 import { recordEvent } from "./history.js";
 import { newEventId } from "./private/event-id.js";
@@ -12,7 +12,7 @@ import type { TxContext } from "./private/tx-context.js";
 // and the decisions on them (accept, reject, automatic acceptance by an
 // enrollment CA). Free functions over a transaction; Bmdb wraps each in its
 // guarded SERIALIZABLE transaction. The schema and the SQL that records
-// refused heartbeats are in migrations/0006_admission.ts; reading requests
+// refused heartbeats are in migrations/0007_admission.ts; reading requests
 // is ./agent-requests.ts.
 
 /**

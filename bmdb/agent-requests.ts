@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from "kysely";
 import type { Database, JsonValue } from "./database.js";
-import { keyFingerprint } from "./fingerprint.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { hardwareMatch, storedReport, type HardwareMatch } from "./hardware-match.js";
 
 // Pending and rejected keys as operators read them: filtered pages (with the

@@ -1,8 +1,8 @@
 import { sql, type SqlBool } from "kysely";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import type { JsonValue } from "./database.js";
 import { admitByEnrollment, admitKey, recordRefused, rejectKeyAfterRevocation, type AdmissionBounds, type Refusal } from "./admission.js";
 import { AgentNotRegisteredError } from "./errors.js";
-import { keyFingerprint } from "./fingerprint.js";
 import { recordEvent } from "./history.js";
 import { recordInstallationReport, type InstallationReportInput } from "./installation.js";
 import { requireMachine } from "./machines.js";
@@ -17,8 +17,7 @@ export interface HeartbeatInput {
   machineId: string;
   /** The Ed25519 key the agent proved possession of in the TLS handshake. */
   publicKey: Uint8Array;
-  /** A non-empty hardware report: bytes exactly as received, plus a decoded view. */
-  hardwareReport?: { raw: Uint8Array; json: JsonValue };
+  hardwareReport?: HardwareReportInput;
   installationReport?: InstallationReportInput;
   /**
    * The agent's certificate chained to an enrollment CA and named this
@@ -26,6 +25,20 @@ export interface HeartbeatInput {
    * (admission.ts admitByEnrollment).
    */
   enrollment?: { ca: string };
+}
+
+/**
+ * A non-empty hardware report: bytes exactly as received, a decoded view, and
+ * the figures fleet stats sum, which the caller (who can decode the report)
+ * computes: bmdb does not read protobuf.
+ */
+export interface HardwareReportInput {
+  raw: Uint8Array;
+  json: JsonValue;
+  /** Hardware threads over every CPU package. */
+  cpuThreads: number;
+  /** Installed memory in bytes. */
+  memoryBytes: bigint;
 }
 
 export type HeartbeatResult =
@@ -99,7 +112,7 @@ export async function heartbeat(ctx: TxContext, input: HeartbeatInput, bounds: A
   }
 
   await recordHeartbeat(ctx, input.machineId);
-  if (input.hardwareReport) await recordHardwareReport(ctx, input.machineId, input.hardwareReport.raw, input.hardwareReport.json);
+  if (input.hardwareReport) await recordHardwareReport(ctx, input.machineId, input.hardwareReport);
   let reportGeneration = row.reportGeneration;
   const report = input.installationReport;
   if (report) {
@@ -141,8 +154,14 @@ async function recordHeartbeat(ctx: TxContext, machineId: string): Promise<void>
  * Stores a hardware report. Agents resend the same report until it is
  * accepted: only a different report is written (and recorded in history).
  */
-async function recordHardwareReport(ctx: TxContext, machineId: string, raw: Uint8Array, json: JsonValue): Promise<void> {
-  const values = { hardware_report_raw: raw, hardware_report_json: JSON.stringify(json), reported_at: ctx.now };
+async function recordHardwareReport(ctx: TxContext, machineId: string, { raw, json, cpuThreads, memoryBytes }: HardwareReportInput): Promise<void> {
+  const values = {
+    hardware_report_raw: raw,
+    hardware_report_json: JSON.stringify(json),
+    cpu_threads: cpuThreads,
+    memory_bytes: memoryBytes.toString(),
+    reported_at: ctx.now,
+  };
   const changed = await ctx.trx
     .insertInto("machine_hardware_report")
     .values({ machine_id: machineId, ...values })

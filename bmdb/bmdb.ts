@@ -50,6 +50,8 @@ export interface BmdbOptions {
   admission?: AdmissionBounds;
 }
 
+let kyselyOf: (bmdb: Bmdb) => Kysely<Database>;
+
 /**
  * The machine database: domain operations over the tag model, each one
  * SERIALIZABLE transaction. Callers see neither SQL nor database errors, only
@@ -59,15 +61,17 @@ export class Bmdb {
   readonly stats: TransactionStats = newTransactionStats();
   readonly thresholds: FleetThresholds;
   readonly admissionBounds: AdmissionBounds;
+  readonly #db: Kysely<Database>;
   readonly #maxAttempts: number;
   readonly #clock: Clock;
   readonly #hub: EventHub | undefined;
 
-  constructor(
-    readonly db: Kysely<Database>,
-    options: BmdbOptions = {},
-    hub?: EventHub,
-  ) {
+  static {
+    kyselyOf = (bmdb) => bmdb.#db;
+  }
+
+  constructor(db: Kysely<Database>, options: BmdbOptions = {}, hub?: EventHub) {
+    this.#db = db;
     this.#maxAttempts = options.maxAttempts ?? 10;
     this.#clock = options.clock ?? (() => new Date());
     this.thresholds = options.thresholds ?? DEFAULT_THRESHOLDS;
@@ -90,24 +94,24 @@ export class Bmdb {
 
   async close(): Promise<void> {
     await this.#hub?.close();
-    await this.db.destroy();
+    await this.#db.destroy();
   }
 
   /** Runs fn in one SERIALIZABLE transaction (retried on serialization failures), the clock read per attempt. */
   #transact<T>(operation: string, fn: (ctx: TxContext) => Promise<T>): Promise<T> {
-    return transact(this.db, this.stats, operation, { maxAttempts: this.#maxAttempts }, (trx) =>
+    return transact(this.#db, this.stats, operation, { maxAttempts: this.#maxAttempts }, (trx) =>
       fn({ trx, now: this.#clock(), thresholds: this.thresholds, notify: this.#hub !== undefined }),
     );
   }
 
   /** Runs one autocommitted statement on the same guarded path as a transaction (breaker, retries, stats). */
   #statement<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    return guarded({ db: this.db, stats: this.stats, breaker: breakerFor(this.db), maxAttempts: this.#maxAttempts }, operation, fn);
+    return guarded({ db: this.#db, stats: this.stats, breaker: breakerFor(this.#db), maxAttempts: this.#maxAttempts }, operation, fn);
   }
 
   /** False while the database is known to be unreachable (calls then fail at once). */
   get databaseUp(): boolean {
-    return breakerFor(this.db).up;
+    return breakerFor(this.#db).up;
   }
 
   /**
@@ -117,7 +121,7 @@ export class Bmdb {
    * Throws (for the whole batch) only what a single heartbeat would.
    */
   heartbeatBatch(batch: readonly BatchHeartbeat[]): Promise<BatchOutcome[]> {
-    return this.#statement("heartbeatBatch", () => heartbeatBatch(this.db, this.#clock(), this.thresholds, this.admissionBounds, batch));
+    return this.#statement("heartbeatBatch", () => heartbeatBatch(this.#db, this.#clock(), this.thresholds, this.admissionBounds, batch));
   }
 
   /** One heartbeat with its reports, in one transaction (agents.ts). */
@@ -204,4 +208,14 @@ export class Bmdb {
   getMachine(machineId: string): Promise<MachineView> {
     return this.#transact("getMachine", (ctx) => getMachine(ctx, machineId));
   }
+}
+
+/**
+ * The Kysely handle under a Bmdb, for tests and benchmarks only: those of
+ * bmdb's own layers (transact, the PGlite worker), schema checks, and seeding
+ * a large fleet with set-based SQL. Everything else goes through Bmdb's
+ * operations; index.ts does not export this.
+ */
+export function databaseForTests(bmdb: Bmdb): Kysely<Database> {
+  return kyselyOf(bmdb);
 }

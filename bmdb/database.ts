@@ -69,8 +69,12 @@ export interface MachineHardwareReportTable {
   machine_id: string;
   /** The serialized AgentHardwareReport exactly as the agent sent it. */
   hardware_report_raw: Uint8Array;
-  /** Decoded view for operators and fleet queries; raw stays the truth. */
+  /** Decoded view for operators; raw stays the truth. */
   hardware_report_json: Json;
+  /** Hardware threads over every CPU package: what fleet stats sum (written with the report). */
+  cpu_threads: ColumnType<bigint, bigint | number, bigint | number>;
+  /** Installed memory, numeric(20,0) (a uint64 of the report), read as its decimal text. */
+  memory_bytes: ColumnType<string, string, string>;
   reported_at: Timestamp;
 }
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { keyFingerprint, openBmdb, type Bmdb } from "./index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
+import { openBmdb, type Bmdb } from "./index.js";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
 import { testClock } from "../test/helpers/server.js";
 

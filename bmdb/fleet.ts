@@ -226,7 +226,7 @@ export async function fleetStats(db: Kysely<Database>, now: Date, t: FleetThresh
     .executeTakeFirstOrThrow();
   const n = (v: string | number | null) => Number(v ?? 0);
 
-  // Threads and memory come from the decoded report (JSON names of the proto).
+  // Threads and memory: the typed columns the heartbeat path writes with each report.
   const hw = await db
     .selectFrom("machine_hardware_report as hw")
     .leftJoin("machine_provided as p", "p.machine_id", "hw.machine_id")
@@ -234,10 +234,8 @@ export async function fleetStats(db: Kysely<Database>, now: Date, t: FleetThresh
       sql<string>`coalesce(p.provider, '')`.as("provider"),
       sql<string>`coalesce(p.provider_location, '')`.as("location"),
       sql<string | number>`count(*)`.as("nodes"),
-      sql<string | number | null>`sum((select coalesce(sum((c->>'hardwareThreads')::bigint), 0) from jsonb_array_elements(coalesce(hw.hardware_report_json->'report'->'cpu', '[]'::jsonb)) as c))`.as(
-        "threads",
-      ),
-      sql<string | null>`sum(coalesce((hw.hardware_report_json->'report'->>'memoryInstalledBytes')::numeric, 0))::text`.as("memory"),
+      sql<string | number | null>`sum(hw.cpu_threads)`.as("threads"),
+      sql<string | null>`sum(hw.memory_bytes)::text`.as("memory"),
     ])
     .groupBy([sql`coalesce(p.provider, '')`, sql`coalesce(p.provider_location, '')`])
     .orderBy(sql`coalesce(p.provider, '')`)

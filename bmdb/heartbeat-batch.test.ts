@@ -88,7 +88,7 @@ describe.each(testBackends())("heartbeat batches on $name", (backend) => {
     for (let i = 0; i < AGENT_EVENTS_PER_WINDOW + 5; i++) {
       clock = new Date(clock.getTime() + 1000);
       // Alternating reports: every one is a change.
-      await bmdb.heartbeat({ ...a, hardwareReport: { raw: Uint8Array.of(10, 1, i % 2 ? 65 : 66), json: {} } });
+      await bmdb.heartbeat({ ...a, hardwareReport: { raw: Uint8Array.of(10, 1, i % 2 ? 65 : 66), json: {}, cpuThreads: 0, memoryBytes: 0n } });
     }
     await bmdb.heartbeat({ ...a, installationReport: { generation: 1n, result: "error", errorMessage: "e".repeat(8000), raw: Uint8Array.of(8, 1) } });
     const events = (await bmdb.getHistory(a.machineId, 100)).events;

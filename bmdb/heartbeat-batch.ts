@@ -17,7 +17,7 @@ import { newEventId } from "./private/event-id.js";
 //      so they commit with the heartbeats or not at all;
 //   4. return each authenticated machine's pending installation request;
 //   5. only when some heartbeat did not authenticate: record those as pending
-//      requests within bounds (bmdb/admission.ts, migrations/0006), with a
+//      requests within bounds (bmdb/admission.ts, migrations/0007), with a
 //      refusal reason each — nothing for an unknown machine or a rejected key.
 // A machine must appear at most once per batch (ON CONFLICT cannot touch a row
 // twice in one statement): the caller guarantees it.

@@ -9,13 +9,11 @@ export type { EventDelivery, EventListener, MachineEvent, MachineEventKind } fro
 export { DEFAULT_THRESHOLDS } from "./fleet.js";
 export type { FleetCounters, FleetStats, FleetThresholds, HardwareTotals, HeartbeatState, ListFilter, MachineSummary } from "./fleet.js";
 export type { HeartbeatAgeCount } from "./heartbeat-ages.js";
-export { keyFingerprint } from "./fingerprint.js";
 export { migrate } from "./migrate.js";
 export { openBmdb, parseDatabaseUrl } from "./open.js";
 export type { Backend, OpenOptions } from "./open.js";
 export type { TransactionStats } from "./private/transact.js";
 export type { DatabaseState } from "./private/breaker.js";
-export { BmdbConfig, type BmdbFlags } from "./config.js";
 export {
   AdmissionRequestNotFoundError,
   AmbiguousFingerprintError,

@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import { v4 as uuidv4 } from "uuid";
 import { EVENTS_CHANNEL, encodeEvent, type MachineEvent } from "./events.js";
-import { keyFingerprint } from "./fingerprint.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { newEventId } from "./private/event-id.js";
 import type { TxContext } from "./private/tx-context.js";
 

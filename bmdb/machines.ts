@@ -1,10 +1,10 @@
 import type { Transaction } from "kysely";
 import { v4 as uuidv4 } from "uuid";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { listRequests, type AgentRequestView } from "./agent-requests.js";
 import type { AdmissionState, Database, JsonValue } from "./database.js";
 import { MachineNotFoundError, NotProvidedError, ProviderIdTakenError } from "./errors.js";
 import { machinesWithTags } from "./fleet.js";
-import { keyFingerprint } from "./fingerprint.js";
 import { recordEvent, type EventDetails } from "./history.js";
 import { isInstallationPending } from "./pending.js";
 import type { TxContext } from "./private/tx-context.js";

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { Command, Option } from "commander";
-import { readFileSync } from "node:fs";
 import { pino } from "pino";
 import { Agent, installRequestJson } from "../agent/agent.js";
 import { runCommand } from "../agent/commands.js";
@@ -10,6 +9,7 @@ import { createKeyFile, loadCertFile, loadKeyFile, publicKeyHex } from "../agent
 import { InstallStateFile } from "../agent/install-state.js";
 import { grpcTransport } from "../agent/transport.js";
 import { MAX_TIMER_MS } from "../lib/flags.js";
+import { readNamedFile } from "../lib/read-file.js";
 import { fail } from "./private/fail.js";
 
 const NAME = "bmaas-agent";
@@ -36,7 +36,7 @@ async function run(flags: AgentRunFlags): Promise<void> {
     required = AgentConfig.check(flags);
     key = loadKeyFile(required.key);
     certPem = flags.cert ? loadCertFile(flags.cert, key) : undefined;
-    caPem = flags.ca ? readFileSync(flags.ca, "utf8") : undefined;
+    caPem = flags.ca ? readNamedFile("--ca", flags.ca).toString("utf8") : undefined;
   } catch (e) {
     fail(NAME, (e as Error).message, 2);
   }

@@ -2,10 +2,11 @@
 import { Command } from "commander";
 import { relative } from "node:path";
 import { pino } from "pino";
-import { BmdbConfig, openBmdb, type Bmdb, type BmdbFlags } from "../bmdb/index.js";
+import { openBmdb, type Bmdb } from "../bmdb/index.js";
 import { ServerConfig, type ServerConfigValues, type ServerFlags } from "../server/config.js";
-import { DEV_CERT_FILES } from "../lib/certs.js";
+import { DEV_CERT_FILES } from "../lib/dev-cert-files.js";
 import { BmaasServer } from "../server/server.js";
+import { BmdbConfig, type BmdbFlags } from "./private/bmdb-flags.js";
 import { fail } from "./private/fail.js";
 
 const NAME = "bmaas-server";

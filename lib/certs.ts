@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import * as x509 from "@peculiar/x509";
+import { DEV_CERT_FILES } from "./dev-cert-files.js";
 
 // Certificates: the development PKI that `--dev-certs` creates (an ECDSA P-256
 // CA, the server's certificate, one operator client certificate) and the
@@ -33,15 +34,6 @@ export interface DevCerts {
   server: PemPair;
   operator: PemPair;
 }
-
-export const DEV_CERT_FILES = {
-  caCert: "ca.pem",
-  caKey: "ca-key.pem",
-  serverCert: "server.pem",
-  serverKey: "server-key.pem",
-  operatorCert: "operator.pem",
-  operatorKey: "operator-key.pem",
-} as const;
 
 async function toCryptoKeys(privateKey: KeyObject, algorithm: typeof ED25519 | typeof P256 = ED25519): Promise<CryptoKeyPair> {
   const subtle = webcrypto.subtle;

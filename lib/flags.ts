@@ -70,3 +70,8 @@ export function numberArg({ min, max = Infinity, integer = false }: NumberArgOpt
     return n;
   };
 }
+
+/** A parser for a number of seconds from min that becomes a timer: at most MAX_TIMER_SECONDS. */
+export function secondsArg(min: number): (text: string) => number {
+  return numberArg({ min, max: MAX_TIMER_SECONDS });
+}

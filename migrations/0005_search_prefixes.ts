@@ -2,7 +2,7 @@ import { sql, type Kysely } from "kysely";
 
 // Search by prefix (ListMachines' search, the web view's search box): index
 // ranges for provider IDs and agent key fingerprints (SHA-256 of the key, as
-// hex, as bmdb/fingerprint.ts makes them), so that a search is an index
+// hex, as lib/fingerprint.ts makes them), so that a search is an index
 // lookup instead of hashing every key of the fleet. text_pattern_ops: LIKE
 // 'prefix%' uses the index whatever the database's collation.
 export async function up(db: Kysely<unknown>): Promise<void> {

@@ -4,7 +4,8 @@ import * as m0002 from "./0002_operator_views.js";
 import * as m0003 from "./0003_heartbeat_hot_path.js";
 import * as m0004 from "./0004_heartbeat_batch_function.js";
 import * as m0005 from "./0005_search_prefixes.js";
-import * as m0006 from "./0006_admission.js";
+import * as m0006 from "./0006_hardware_report_totals.js";
+import * as m0007 from "./0007_admission.js";
 
 // Migrations are listed here rather than discovered on disk so the compiled
 // server carries them and the order is explicit. Append, never edit.
@@ -14,7 +15,8 @@ const migrations: Record<string, Migration> = {
   "0003_heartbeat_hot_path": m0003,
   "0004_heartbeat_batch_function": m0004,
   "0005_search_prefixes": m0005,
-  "0006_admission": m0006,
+  "0006_hardware_report_totals": m0006,
+  "0007_admission": m0007,
 };
 
 export const migrationProvider: MigrationProvider = {

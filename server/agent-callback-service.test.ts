@@ -4,7 +4,8 @@ import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Bmdb, keyFingerprint, type Database } from "../bmdb/index.js";
+import { Bmdb, type Database } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { EFISupport, NodeSchema } from "../gen/cloud/agent/api/hwreport_pb.js";
 import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
 import {
@@ -194,9 +195,9 @@ describe.each(testBackends())("AgentCallback on $name", (backend) => {
 
     await rawHeartbeat(address, agent.credentials, body);
 
-    const row = await t.bmdb.db.selectFrom("machine_hardware_report").selectAll().where("machine_id", "=", machineId).executeTakeFirstOrThrow();
-    expect(Buffer.from(row.hardware_report_raw).equals(Buffer.from(hwBytes))).toBe(true);
-    expect(row.hardware_report_json).toMatchObject({ report: { manufacturer: "Supermicro", cpu: [{ hardwareThreads: 32 }] }, warning: ["no SMART data"] });
+    const stored = (await t.bmdb.getMachine(machineId)).hardwareReport!;
+    expect(Buffer.from(stored.raw).equals(Buffer.from(hwBytes))).toBe(true);
+    expect(stored.json).toMatchObject({ report: { manufacturer: "Supermicro", cpu: [{ hardwareThreads: 32 }] }, warning: ["no SMART data"] });
 
     const m = (await t.operator.getMachine({ machineId })).machine!;
     expect(m.hardwareReport?.report?.product).toBe("X11");
@@ -206,8 +207,8 @@ describe.each(testBackends())("AgentCallback on $name", (backend) => {
 
     // An empty report does not erase the stored one.
     await agent.client.heartbeat({ machineId, hardwareReport: {} });
-    const again = await t.bmdb.db.selectFrom("machine_hardware_report").selectAll().where("machine_id", "=", machineId).executeTakeFirstOrThrow();
-    expect(Buffer.from(again.hardware_report_raw).equals(Buffer.from(hwBytes))).toBe(true);
+    const again = (await t.bmdb.getMachine(machineId)).hardwareReport!;
+    expect(Buffer.from(again.raw).equals(Buffer.from(hwBytes))).toBe(true);
     agent.client.close();
   });
 
@@ -303,8 +304,8 @@ describe.each(testBackends())("AgentCallback on $name", (backend) => {
     agents.forEach(({ agent }) => agent.client.close());
     expect(results.filter((r) => r.status === "rejected")).toEqual([]);
     const ids = agents.map((a) => a.machineId);
-    const beats = await t.bmdb.db.selectFrom("machine_agent_heartbeat").select("machine_id").where("machine_id", "in", ids).execute();
-    expect(beats).toHaveLength(200);
+    const { machines: fresh } = await t.bmdb.listMachines({ heartbeat: "fresh" }, 1000);
+    expect(fresh.map((m) => m.machineId).filter((id) => ids.includes(id))).toHaveLength(200);
   });
 });
 

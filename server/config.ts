@@ -1,8 +1,8 @@
 import { Option, type Command } from "commander";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadOrCreateDevCerts } from "../lib/certs.js";
-import { booleanOption, MAX_TIMER_SECONDS, numberArg } from "../lib/flags.js";
+import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
+import { readNamedFile } from "../lib/read-file.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
@@ -49,16 +49,12 @@ export type ServerConfigValues = Omit<ServerOptions, "bmdb" | "logger"> & {
 };
 
 // Seconds flags become Node timers, which misfire above 2^31-1 ms.
-const seconds = numberArg({ min: 0, max: MAX_TIMER_SECONDS });
+const seconds = secondsArg(0);
 const count = numberArg({ min: 0, integer: true });
 const positiveCount = numberArg({ min: 1, integer: true });
 
 function readPem(flag: string, file: string): string {
-  try {
-    return readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Error(`${flag} ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
-  }
+  return readNamedFile(flag, file).toString("utf8");
 }
 
 export const ServerConfig = {

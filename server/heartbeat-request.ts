@@ -138,11 +138,19 @@ function decodeOrInvalid<T>(what: string, decode: () => T): T {
 function parseHardwareReport(raw: Uint8Array | undefined): HeartbeatInput["hardwareReport"] {
   // An empty report carries nothing and must not erase a stored one.
   if (!raw || raw.length === 0) return undefined;
-  const json = decodeOrInvalid("hardware_report", () =>
-    toJson(AgentHardwareReportSchema, fromBinary(AgentHardwareReportSchema, raw, { readUnknownFields: false })),
-  ) as JsonValue;
+  const { report, json } = decodeOrInvalid("hardware_report", () => {
+    const report = fromBinary(AgentHardwareReportSchema, raw, { readUnknownFields: false });
+    return { report, json: toJson(AgentHardwareReportSchema, report) as JsonValue };
+  });
   checkJson(json, "");
-  return { raw, json };
+  // The figures fleet stats sum, handed to bmdb as numbers (it reads no protobuf).
+  const node = report.report;
+  return {
+    raw,
+    json,
+    cpuThreads: (node?.cpu ?? []).reduce((sum, cpu) => sum + cpu.hardwareThreads, 0),
+    memoryBytes: node?.memoryInstalledBytes ?? 0n,
+  };
 }
 
 function parseInstallationReport(raw: Uint8Array | undefined): HeartbeatInput["installationReport"] {

@@ -31,7 +31,14 @@ export function listen(
   onConnection: (socket: Socket) => void,
   options: { pauseOnConnect?: boolean } = {},
 ): Promise<Server> {
-  const server = createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection);
+  return startListening(createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection), address, what);
+}
+
+/**
+ * Starts server (any net.Server: plain, HTTP, HTTPS) listening on address;
+ * rejects with "cannot listen for <what> on host:port: <reason>".
+ */
+export function startListening<S extends Server>(server: S, address: ListenAddress, what: string): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const reason =

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from "node:https";
 import type { Server } from "node:net";
 import type { Registry } from "prom-client";
-import { parseListenAddress } from "./listen.js";
+import { parseListenAddress, startListening } from "./listen.js";
 
 export interface MetricsListenerOptions {
   address: string;
@@ -31,11 +31,5 @@ export function listenForMetrics(options: MetricsListenerOptions): Promise<Serve
   const server = options.mtls
     ? createHttpsServer({ ...options.mtls, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, handler)
     : createHttpServer(handler);
-  const { host, port } = parseListenAddress(options.address);
-  return new Promise((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen for metrics on ${host || "*"}:${port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.message}`)),
-    );
-    server.listen({ port, ...(host && { host }) }, () => resolve(server));
-  });
+  return startListening(server, parseListenAddress(options.address), "metrics");
 }

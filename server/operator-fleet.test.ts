@@ -250,21 +250,20 @@ describe("FleetStats on a fresh database", () => {
 });
 
 describe("WatchMachines limits", () => {
-  it("drops a watcher that stops reading, with RESOURCE_EXHAUSTED, while writes go on", async () => {
+  it("drops a watcher that stops reading, with RESOURCE_EXHAUSTED, without holding up the writes meanwhile", async () => {
     const [backend] = testBackends();
     const t = await startTestServer(backend!, { watchMaxQueued: 50 });
     try {
       const w = collect(t.operator.watchMachines({}));
       await w.ready;
       w.stream.pause(); // a stalled dashboard
-      const started = Date.now();
+      // Every write finishes while the watcher is still paused: a writer that
+      // waited for it would never get past this loop (the test times out).
       for (let i = 0; i < 3000; i++) await t.bmdb.createMachine();
-      const writeMs = Date.now() - started;
       w.stream.resume();
       const err = await w.error();
       expect(err.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
       expect(err.details).toMatch(/fell more than 50 events behind/);
-      expect(writeMs).toBeLessThan(60_000);
     } finally {
       await t.stop();
     }

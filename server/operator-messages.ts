@@ -1,16 +1,11 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { fromBinary } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { FleetStats, HeartbeatState as DbHeartbeatState, MachineEvent, MachineSummary, MachineView } from "../bmdb/index.js";
-import {
-  HeartbeatState,
-  type FleetStatsResponseSchema,
-  type MachineEventSchema,
-  type MachineSchema,
-  type MachineSummarySchema,
-} from "../gen/bmaas/operator/v1/operator_pb.js";
+import type { FleetStats, MachineEvent, MachineSummary, MachineView } from "../bmdb/index.js";
+import type { FleetStatsResponseSchema, MachineEventSchema, MachineSchema, MachineSummarySchema } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { ADMISSION_STATES, agentRequestMessage } from "./operator-admission.js";
 import { AgentHardwareReportSchema, OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
+import { heartbeatStateOf } from "../lib/heartbeat-states.js";
 
 // Conversions from bmdb's domain values to operator API messages.
 
@@ -73,12 +68,6 @@ export function machineMessage(m: MachineView, now: Date): MessageInitShape<type
   };
 }
 
-export const HEARTBEAT_STATES: Record<DbHeartbeatState, HeartbeatState> = {
-  fresh: HeartbeatState.FRESH,
-  stale: HeartbeatState.STALE,
-  never: HeartbeatState.NEVER,
-};
-
 export function machineSummaryMessage(m: MachineSummary): MessageInitShape<typeof MachineSummarySchema> {
   return {
     machineId: m.machineId,
@@ -88,7 +77,7 @@ export function machineSummaryMessage(m: MachineSummary): MessageInitShape<typeo
     location: m.location ?? "",
     ...(m.agentStartedAt && { agentStartedAt: timestampFromDate(m.agentStartedAt) }),
     ...(m.lastHeartbeatAt && { lastHeartbeatAt: timestampFromDate(m.lastHeartbeatAt) }),
-    heartbeatState: HEARTBEAT_STATES[m.heartbeat],
+    heartbeatState: heartbeatStateOf(m.heartbeat),
     needsRecovery: m.needsRecovery,
     hasHardwareReport: m.hasHardwareReport,
     installationPending: m.installationPending,

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyFingerprint } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { codeOf, errorOf, newAgent, operatorClient, startTestServer } from "../test/helpers/server.js";
 import { createDevPki, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
@@ -145,23 +145,31 @@ describe.each(testBackends())("OperatorService on $name", (backend) => {
     );
     expect([...health]).toEqual([0x08, 0x01]);
 
-    // ServerReflectionRequest{list_services: ""} (field 7) → names of services.
-    const call = client.makeBidiStreamRequest(
-      "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-    );
-    const reply = new Promise<Buffer>((resolve, reject) => {
-      call.on("data", (b: Buffer) => resolve(b));
-      call.on("error", reject);
-    });
-    call.write(Buffer.from([0x3a, 0x00]));
-    const text = (await reply).toString("latin1");
-    call.end();
-    client.close();
-    expect(text).toContain("bmaas.operator.v1.OperatorService");
-    expect(text).toContain("grpc.health.v1.Health");
+    // One ServerReflectionRequest per call, its answer as latin1 text.
+    const reflect = async (request: Buffer): Promise<string> => {
+      const call = client.makeBidiStreamRequest("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", (b: Buffer) => b, (b: Buffer) => b);
+      const reply = new Promise<Buffer>((resolve, reject) => {
+        call.on("data", (b: Buffer) => resolve(b));
+        call.on("error", reject);
+      });
+      call.write(request);
+      const text = (await reply).toString("latin1");
+      call.end();
+      return text;
+    };
+    const stringField = (field: number, text: string) => Buffer.concat([Buffer.from([(field << 3) | 2, text.length]), Buffer.from(text)]);
+
+    // list_services (field 7) → names of services.
+    const services = await reflect(stringField(7, ""));
+    expect(services).toContain("bmaas.operator.v1.OperatorService");
+    expect(services).toContain("grpc.health.v1.Health");
     // The agent API is not served here, so it is not advertised here.
-    expect(text).not.toContain("AgentCallback");
+    expect(services).not.toContain("AgentCallback");
+    // file_containing_symbol (field 4) → each service's file descriptor, with its imports.
+    const operatorFiles = await reflect(stringField(4, "bmaas.operator.v1.OperatorService"));
+    expect(operatorFiles).toContain("bmaas/operator/v1/operator.proto");
+    expect(operatorFiles).toContain("google/protobuf/timestamp.proto");
+    expect(await reflect(stringField(4, "grpc.health.v1.Health"))).toContain("HealthCheckResponse");
+    client.close();
   });
 });

@@ -2,14 +2,15 @@ import * as grpc from "@grpc/grpc-js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { validate as isUuid } from "uuid";
-import type { Bmdb, HeartbeatState as DbHeartbeatState, ListFilter } from "../bmdb/index.js";
+import type { Bmdb, ListFilter } from "../bmdb/index.js";
 import { HeartbeatState, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { OSInstallationRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { ed25519KeyProblem } from "../lib/ed25519-key.js";
 import type { ServiceHandlers } from "../lib/grpc-adapter.js";
+import { heartbeatStateName } from "../lib/heartbeat-states.js";
 import type { Decision } from "./admission-metrics.js";
 import { admissionHandlers, operatorName } from "./operator-admission.js";
-import { fleetStatsMessage, HEARTBEAT_STATES, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
+import { fleetStatsMessage, machineEventMessage, machineMessage, machineSummaryMessage } from "./operator-messages.js";
 import { decodePageToken, encodePageToken, pageSize } from "./page-token.js";
 import { RpcError } from "./rpc-error.js";
 import { watchMachines, type WatchOptions } from "./watch-machines.js";
@@ -22,8 +23,6 @@ export interface OperatorDeps {
   /** Told of admission decisions (for metrics). */
   onDecision?: (d: Decision, n?: number) => void;
 }
-
-const DB_HEARTBEAT_STATES = Object.fromEntries(Object.entries(HEARTBEAT_STATES).map(([k, v]) => [v, k])) as Record<HeartbeatState, DbHeartbeatState>;
 
 export function machineIdArg(id: string): string {
   if (!isUuid(id)) throw new RpcError(grpc.status.INVALID_ARGUMENT, `machine_id "${id}" is not a UUID`);
@@ -47,7 +46,7 @@ export function operatorHandlers(deps: OperatorDeps): ServiceHandlers<(typeof Op
       if (after !== undefined && !isUuid(after)) throw new RpcError(grpc.status.INVALID_ARGUMENT, "invalid page_token");
       if (req.search.length > 256) throw new RpcError(grpc.status.INVALID_ARGUMENT, "search must be at most 256 characters");
       const filter: ListFilter = {
-        ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: DB_HEARTBEAT_STATES[req.heartbeatState] }),
+        ...(req.heartbeatState !== HeartbeatState.UNSPECIFIED && { heartbeat: heartbeatStateName(req.heartbeatState) }),
         ...(req.needsRecovery !== undefined && { needsRecovery: req.needsRecovery }),
         ...(req.provider !== undefined && { provider: req.provider }),
         ...(req.hasHardwareReport !== undefined && { hasHardwareReport: req.hasHardwareReport }),

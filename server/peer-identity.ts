@@ -1,7 +1,7 @@
 import { X509Certificate } from "node:crypto";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
-import { keyFingerprint } from "../bmdb/index.js";
 import { rawEd25519PublicKey } from "../lib/certs.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { enrollmentClaim, type EnrollmentCa, type EnrollmentClaim } from "./enrollment-ca.js";
 
 /** Who is at the other end of an agent connection, decided once per connection. */

@@ -96,7 +96,7 @@ describe("BmaasServer.start failing half-way", () => {
         internalListenAddress: `127.0.0.1:${operatorPort}`,
         metricsListenAddress: `127.0.0.1:${portOf(blocker)}`,
       }),
-    ).rejects.toThrow(/address already in use/);
+    ).rejects.toThrow(`cannot listen for metrics on 127.0.0.1:${portOf(blocker)}: address already in use`);
     expect(await accepting(agentPort)).toBe(false);
     expect(await accepting(operatorPort)).toBe(false);
     expect(await tcpServers()).toBe(tcp);

@@ -3,8 +3,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { DescFile } from "@bufbuild/protobuf";
 import { ReflectionService } from "@grpc/reflection";
-import { loadSync } from "@grpc/proto-loader";
-import { HealthImplementation, protoPath as healthProtoPath } from "grpc-health-check";
+import { HealthImplementation, service as healthService } from "grpc-health-check";
 import type { Server as NetServer } from "node:net";
 import type { Logger } from "pino";
 import type { Bmdb } from "../bmdb/index.js";
@@ -64,8 +63,8 @@ export interface ServerOptions {
   logger: Logger;
 }
 
-/** Every file the internal listener describes through reflection, imports included. */
-function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
+/** Every file a protobuf-es file descriptor needs, itself and its imports, serialized. */
+function fileDescriptorProtos(...roots: DescFile[]): Buffer[] {
   const seen = new Map<string, DescFile>();
   const visit = (f: DescFile) => {
     if (seen.has(f.name)) return;
@@ -73,7 +72,22 @@ function reflectionFiles(...roots: DescFile[]): Uint8Array[] {
     f.dependencies.forEach(visit);
   };
   roots.forEach(visit);
-  return [...seen.values()].map((f) => toBinary(FileDescriptorProtoSchema, f.proto));
+  return [...seen.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+}
+
+/**
+ * What @grpc/reflection describes: it takes a proto-loader package
+ * definition, of which it reads only each entry's fileDescriptorProtos. Ours
+ * come from the generated protobuf-es descriptors; health's from
+ * grpc-health-check's own service definition (every method's message types
+ * carry their file's descriptors). So no .proto file is loaded at start.
+ */
+function reflectedFiles(): ConstructorParameters<typeof ReflectionService>[0] {
+  const entry = (files: Buffer[]) => ({ format: "Protocol Buffer 3 DescriptorProto" as const, type: {}, fileDescriptorProtos: files });
+  return {
+    "bmaas.operator.v1": entry(fileDescriptorProtos(file_bmaas_operator_v1_operator)),
+    "grpc.health.v1": entry(Object.values(healthService).flatMap((m) => [...m.requestType.fileDescriptorProtos, ...m.responseType.fileDescriptorProtos])),
+  };
 }
 
 /** Everything a running server owns, by name. */
@@ -208,16 +222,7 @@ export class BmaasServer {
       internalGrpc.addService(serviceDefinition(OperatorService), implement(OperatorService, operator, toStatus, observe));
       const health = new HealthImplementation({ "": "SERVING", [OperatorService.typeName]: "SERVING" });
       health.addToServer(internalGrpc);
-      // @grpc/reflection reads descriptors from a proto-loader package
-      // definition, of which it uses only each entry's fileDescriptorProtos:
-      // ours come from protobuf-es, health's from its own .proto file.
-      const packageDefinition = {
-        ...loadSync(healthProtoPath),
-        "bmaas.descriptors": { fileDescriptorProtos: reflectionFiles(file_bmaas_operator_v1_operator) },
-      };
-      new ReflectionService(packageDefinition as unknown as ConstructorParameters<typeof ReflectionService>[0], {
-        services: [OperatorService.typeName, "grpc.health.v1.Health"],
-      }).addToServer(internalGrpc);
+      new ReflectionService(reflectedFiles(), { services: [OperatorService.typeName, "grpc.health.v1.Health"] }).addToServer(internalGrpc);
 
       // mTLS: the handshake itself fails for clients without a certificate
       // from the operator CA, before any RPC.

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyFingerprint } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { AdmissionState, HardwareMatch, ImportOutcome } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { rawEd25519PublicKey } from "../lib/certs.js";

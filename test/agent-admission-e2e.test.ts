@@ -6,7 +6,7 @@ import { loadKeyFile } from "../agent/identity.js";
 import { parseEnrollmentCas } from "../server/enrollment-ca.js";
 import { testBackends } from "./helpers/databases.js";
 import { createTestCa, issueAgentCert, type TestCa } from "./helpers/enrollment-pki.js";
-import { runScript } from "./helpers/process.js";
+import { runCommand } from "./helpers/process.js";
 import { startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // The reference agent as a process waiting for admission, then admitted by an
@@ -17,8 +17,8 @@ describe("bmaas-agent admission end to end", () => {
   let ca: TestCa;
   let dir: string;
   let certs: string;
-  const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
-  const agent = (...args: string[]) => runScript("bmaas-agent.ts", args);
+  const bmctl = (...args: string[]) => runCommand("bmctl", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
+  const agent = (...args: string[]) => runCommand("bmaas-agent", args);
   const run = (machineId: string, key: string, ...extra: string[]) =>
     agent("run", "--once", "--server", t.server.publicAddress, "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"),
       "--state-dir", join(dir, `state-${machineId}`), ...extra);

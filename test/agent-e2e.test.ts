@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends } from "./helpers/databases.js";
 import { spawn } from "node:child_process";
 import { writeHostileTree } from "../agent/hwreport/hostile-tree.js";
-import { ROOT, runScript } from "./helpers/process.js";
+import { commandLine, ROOT, runCommand } from "./helpers/process.js";
 import { startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmaas-agent and bmctl as processes against a real server: keygen →
@@ -17,9 +17,9 @@ describe("bmaas-agent end to end", () => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
   let dir: string;
   let certs: string;
-  const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
-  const agent = (...args: string[]) => runScript("bmaas-agent.ts", args);
-  const agentWithEnv = (env: NodeJS.ProcessEnv, ...args: string[]) => runScript("bmaas-agent.ts", args, env);
+  const bmctl = (...args: string[]) => runCommand("bmctl", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
+  const agent = (...args: string[]) => runCommand("bmaas-agent", args);
+  const agentWithEnv = (env: NodeJS.ProcessEnv, ...args: string[]) => runCommand("bmaas-agent", args, env);
 
   beforeAll(async () => {
     t = await startTestServer(testBackends()[0]!, { agentHeartbeatIntervalMs: 7_000 });
@@ -95,8 +95,8 @@ describe("bmaas-agent end to end", () => {
     const pub = (await agent("keygen", "--key", key)).stdout.trim();
     const machineId = (await bmctl("machine", "create")).stdout.trim();
     await bmctl("agent", "register", machineId, pub);
-    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", "bmaas-agent.ts"), "run", "--server", t.server.publicAddress,
-      "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"), "--state-dir", join(dir, "s4"), "--interval", "0.2"], { cwd: ROOT });
+    const p = spawn(...commandLine("bmaas-agent", ["run", "--server", t.server.publicAddress,
+      "--machine-id", machineId, "--key", key, "--ca", join(certs, "ca.pem"), "--state-dir", join(dir, "s4"), "--interval", "0.2"]), { cwd: ROOT });
     let log = "";
     p.stderr.on("data", (d) => (log += d));
     // The server suggests 7 s (see beforeAll); wait for the first two heartbeats.

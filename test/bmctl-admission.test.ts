@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyFingerprint } from "../bmdb/index.js";
+import { keyFingerprint } from "../lib/fingerprint.js";
 import { testBackends } from "./helpers/databases.js";
-import { runScript } from "./helpers/process.js";
+import { runCommand } from "./helpers/process.js";
 import { newAgent, startTestServer, writeCertsDir } from "./helpers/server.js";
 
 // bmctl's admission commands and bulk import as processes against a real server.
@@ -13,7 +13,7 @@ describe.each(testBackends())("bmctl admission commands on $name", (backend) => 
   let t: Awaited<ReturnType<typeof startTestServer>>;
   let dir: string;
   let certs: string;
-  const bmctl = (...args: string[]) => runScript("bmctl.ts", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
+  const bmctl = (...args: string[]) => runCommand("bmctl", ["--server", t.server.internalAddress, "--certs-dir", certs, ...args]);
 
   beforeAll(async () => {
     t = await startTestServer(backend);

@@ -1,56 +1,21 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Command, CommanderError, type OptionValues } from "commander";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AgentConfig, type AgentRunFlags } from "../agent/config.js";
-import { BmdbConfig, type BmdbFlags } from "../bmdb/index.js";
+import { BmdbConfig, type BmdbFlags } from "../cmd/private/bmdb-flags.js";
 import { findDevCerts } from "../cmd/private/dev-certs.js";
 import { OperatorService, WatchMachinesResponseSchema, type WatchMachinesRequest } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { serviceDefinition } from "../lib/grpc-adapter.js";
 import { newAgent, testPki, writeCertsDir, type Pki } from "./helpers/server.js";
-import { ROOT, runScript, type Run } from "./helpers/process.js";
+import { ROOT, runCommand, type Run } from "./helpers/process.js";
+import { startServerProcess, type ServerProcess } from "./helpers/server-process.js";
 
-// bmaas-server and bmctl run as real processes (through tsx, so the tests need
-// no build step) against each other on ephemeral ports.
-
-const TSX = ["--import", "tsx"];
-const run = runScript;
-
-interface Started {
-  proc: ChildProcess;
-  publicAddress: string;
-  internalAddress: string;
-  /** The web view's URL from the "listening" log line, if it runs. */
-  web?: string;
-  /** Everything on stdout so far (the dev banner, JSON logs). */
-  stdout(): string;
-  exited: Promise<number | null>;
-}
-
-/** Starts bmaas-server and waits for its "listening" log line. */
-function startServer(args: string[]): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...TSX, join(ROOT, "cmd", "bmaas-server.ts"), ...args], { cwd: ROOT });
-    const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
-    let out = "";
-    let err = "";
-    proc.stderr.on("data", (d) => (err += d));
-    proc.stdout.on("data", (d: Buffer) => {
-      out += d;
-      for (const line of out.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        const log = JSON.parse(line) as { msg: string; public?: string; internal?: string; web?: string };
-        if (log.msg === "listening") resolve({ proc, publicAddress: log.public!, internalAddress: log.internal!, ...(log.web && { web: log.web }), stdout: () => out, exited });
-      }
-    });
-    void exited.then((code) => reject(new Error(`server exited ${code}: ${err}`)));
-  });
-}
+// bmaas-server and bmctl run as real processes (the built commands, see
+// test/global-setup.ts) against each other on ephemeral ports.
 
 /** What an agent needs of the PKI: the CA to verify the server. */
 function caOnly(certs: string): Pki {
@@ -64,13 +29,13 @@ function caOnly(certs: string): Pki {
 describe("bmaas-server and bmctl as processes", () => {
   let dir: string;
   let certs: string;
-  let server: Started;
+  let server: ServerProcess;
   let bmctl: (...args: string[]) => Promise<Run>;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "bmaas-cmd-"));
     certs = join(dir, "certs");
-    server = await startServer([
+    server = await startServerProcess([
       "--dev-certs", certs,
       "--database-url", join(dir, "db"),
       "--public-listen", "127.0.0.1:0",
@@ -78,11 +43,11 @@ describe("bmaas-server and bmctl as processes", () => {
       "--metrics-listen", "127.0.0.1:0",
       "--web-listen", "127.0.0.1:0",
     ]);
-    bmctl = (...args) => run("bmctl.ts", ["--server", server.internalAddress, "--certs-dir", certs, ...args]);
+    bmctl = (...args) => runCommand("bmctl", ["--server", server.internalAddress, "--certs-dir", certs, ...args]);
   });
 
   afterAll(async () => {
-    if (server && server.proc.exitCode === null) server.proc.kill("SIGKILL");
+    await server?.kill();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -104,8 +69,8 @@ describe("bmaas-server and bmctl as processes", () => {
     agent.client.close();
 
     // The web view the banner names shows the same machine.
-    await expect.poll(() => server.stdout()).toContain(`  web        ${server.web}`);
-    const page = await (await fetch(`${server.web}machines/${machineId}`)).text();
+    await expect.poll(() => server.stdout()).toContain(`  web        ${server.webUrl}`);
+    const page = await (await fetch(`${server.webUrl}machines/${machineId}`)).text();
     expect(page).toContain("ACME");
 
     const human = await bmctl("machine", "get", machineId);
@@ -146,8 +111,9 @@ describe("bmaas-server and bmctl as processes", () => {
       [["agent", "register", "0b6f1d3e-0000-4000-8000-000000000000", "zz"], /32-byte Ed25519 public key/],
       [["install", "request", "0b6f1d3e-0000-4000-8000-000000000000", "--generation", "-1", "--root-device", "/dev/sda"], /positive 64-bit integer/],
     ];
-    for (const [args, message] of cases) {
-      const r = await bmctl(...args);
+    const runs = await Promise.all(cases.map(([args]) => bmctl(...args)));
+    for (const [i, [args, message]] of cases.entries()) {
+      const r = runs[i]!;
       expect(r.code, args.join(" ")).not.toBe(0);
       expect(r.stderr.trim().split("\n"), args.join(" ")).toHaveLength(1);
       expect(r.stderr).toMatch(message);
@@ -156,7 +122,7 @@ describe("bmaas-server and bmctl as processes", () => {
   });
 
   it("says so in one line when the server cannot be reached", async () => {
-    const r = await run("bmctl.ts", ["--server", "127.0.0.1:1", "--certs-dir", certs, "machine", "create"]);
+    const r = await runCommand("bmctl", ["--server", "127.0.0.1:1", "--certs-dir", certs, "machine", "create"]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/^bmctl: cannot reach the server at 127\.0\.0\.1:1/);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
@@ -164,19 +130,21 @@ describe("bmaas-server and bmctl as processes", () => {
 
   it("refuses to start on a port in use, with one line", async () => {
     const port = server.internalAddress.split(":").pop()!;
-    const r = await run("bmaas-server.ts", ["--dev-certs", certs, "--database-url", "memory://", "--public-listen", "127.0.0.1:0", "--internal-listen", `127.0.0.1:${port}`]);
+    const r = await runCommand("bmaas-server", ["--dev-certs", certs, "--database-url", "memory://", "--public-listen", "127.0.0.1:0", "--internal-listen", `127.0.0.1:${port}`]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^bmaas-server: cannot listen for operators on 127\.0\.0\.1:\d+: address already in use\n$/);
   });
 
   it("refuses bad flags and an unreachable database, with one line each", async () => {
-    const badUrl = await run("bmaas-server.ts", ["--dev-certs", certs, "--database-url", "postgres://nobody@127.0.0.1:1/x"]);
+    const [badUrl, noTls, badFlag] = await Promise.all([
+      runCommand("bmaas-server", ["--dev-certs", certs, "--database-url", "postgres://nobody@127.0.0.1:1/x"]),
+      runCommand("bmaas-server", ["--database-url", "memory://"]),
+      runCommand("bmaas-server", ["--max-request-bytes", "lots"]),
+    ]);
     expect(badUrl.code).not.toBe(0);
     expect(badUrl.stderr).toMatch(/^bmaas-server: cannot open database: .*ECONNREFUSED.*\n$/);
-    const noTls = await run("bmaas-server.ts", ["--database-url", "memory://"]);
     expect(noTls.code).not.toBe(0);
     expect(noTls.stderr).toMatch(/^bmaas-server: TLS is required/);
-    const badFlag = await run("bmaas-server.ts", ["--max-request-bytes", "lots"]);
     expect(badFlag.code).not.toBe(0);
     expect(badFlag.stderr.trim().split("\n")).toHaveLength(1);
   });
@@ -186,24 +154,16 @@ describe("bmaas-server and bmctl as processes", () => {
     server.proc.kill("SIGTERM");
     expect(await server.exited).toBe(0);
     // Same directory again: same CA, and the data written before is still there.
-    const again = await startServer(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--metrics-listen", "", "--web-listen", ""]);
+    const again = await startServerProcess(["--dev-certs", certs, "--database-url", join(dir, "db"), "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0", "--metrics-listen", ""]);
     try {
       expect(readFileSync(join(certs, "ca.pem"), "utf8")).toBe(ca);
-      const r = await run("bmctl.ts", ["--server", again.internalAddress, "--certs-dir", certs, "machine", "create", "--provider", "equinix", "--provider-id", "da-1"]);
+      const r = await runCommand("bmctl", ["--server", again.internalAddress, "--certs-dir", certs, "machine", "create", "--provider", "equinix", "--provider-id", "da-1"]);
       expect(r.stderr).toMatch(/already has a machine/);
     } finally {
       again.proc.kill("SIGTERM");
       expect(await again.exited).toBe(0);
     }
   });
-});
-
-// Keeps the port-0 helper honest: listening on 0 yields a real port.
-it("ephemeral ports are real", async () => {
-  const s = createServer().listen(0, "127.0.0.1");
-  await new Promise((r) => s.once("listening", r));
-  expect((s.address() as { port: number }).port).toBeGreaterThan(0);
-  s.close();
 });
 
 /** Parses argv and env as a command with these flags would; the options, or the one-line error. */
@@ -271,7 +231,7 @@ describe("bmctl's development certificates", () => {
     expect(found).not.toBe(planted);
     // The only other place is the checkout's own (absent unless npm start ran here).
     if (found) expect(found).toBe(join(ROOT, ".bmaas-dev", "certs"));
-    const help = await run("bmctl.ts", ["--help"]);
+    const help = await runCommand("bmctl", ["--help"]);
     expect(help.stdout.replace(/\s+/g, " ")).toContain("looks for those certificates only in ./.bmaas-dev/certs (the working directory) and in .bmaas-dev/certs of its own checkout (next to its package.json), never in parent directories");
   });
 });
@@ -314,7 +274,7 @@ describe("bmctl machine watch when the server ends the stream", () => {
   });
 
   it("prints one line that says what happened, without the server's internals or control characters", async () => {
-    const watch = (id: string) => run("bmctl.ts", ["--server", address, "--certs-dir", join(dir, "certs"), "machine", "watch", id]);
+    const watch = (id: string) => runCommand("bmctl", ["--server", address, "--certs-dir", join(dir, "certs"), "machine", "watch", id]);
     const [internal, unavailable, behind, notFound] = await Promise.all(Object.keys(scenarios).map(watch));
     for (const r of [internal, unavailable, behind, notFound]) {
       expect(r!.code).toBe(1);

@@ -18,13 +18,16 @@ import {
 import { ConnectionLostError, DriverClosedError } from "./classify.js";
 import type { BatchTransaction, WorkerData, WorkerError, WorkerReply, WorkerRequest, WorkerResult, WorkerStatement } from "./pglite-worker-protocol.js";
 
+// The one PGlite dialect of bmaas, and why it is ours rather than kysely's.
 // PGlite runs PostgreSQL compiled to WASM, synchronously, on whichever thread
 // calls it: in the server's own thread every statement would stall TLS
-// handshakes and every other RPC. So it runs in a worker thread
-// (pglite-worker.ts) and this dialect talks to it by postMessage. kysely's own
-// PGlite dialect cannot do that: it takes a PGlite instance, which lives on
-// the calling thread (and PGlite's own worker wrapper is for browser Web
-// Workers), hence this dialect.
+// handshakes and every other RPC (the fleet-scale work measured it). So it
+// runs in a worker thread (pglite-worker.ts) and this dialect talks to it by
+// postMessage. kysely's PGliteDialect (in kysely's core dialects since the
+// releases after the 0.28 line we pin) cannot do that: it takes a PGlite
+// instance, which lives and runs on the calling thread, and PGlite's own
+// worker wrapper is for browser Web Workers. Were the worker ever dropped,
+// kysely's PGliteDialect should replace this file, not a second copy of it.
 //
 // PGlite is one connection. kysely hands a connection to a transaction for
 // its whole life, so every other query must wait until that transaction is

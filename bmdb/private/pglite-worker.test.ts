@@ -2,9 +2,10 @@ import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CompiledQuery, sql } from "kysely";
+import { CompiledQuery, sql, type Kysely } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Bmdb } from "../bmdb.js";
+import { databaseForTests, type Bmdb } from "../bmdb.js";
+import type { Database } from "../database.js";
 import { DatabaseUnavailableError } from "../errors.js";
 import type { EventDelivery } from "../events.js";
 import { openBmdb } from "../open.js";
@@ -37,8 +38,10 @@ async function ticking(work: () => Promise<unknown>): Promise<{ ms: number; maxG
 
 describe("PGlite in a worker thread", () => {
   let bmdb: Bmdb;
+  let db: Kysely<Database>;
   beforeAll(async () => {
     bmdb = await openBmdb("memory://");
+    db = databaseForTests(bmdb);
   });
   afterAll(async () => {
     await bmdb?.close();
@@ -47,12 +50,12 @@ describe("PGlite in a worker thread", () => {
   it("does not block the event loop while it works", async () => {
     // Warm up (first-query costs on both threads), then a query that keeps
     // PGlite busy for a good while: the interval goes on ticking meanwhile.
-    await sql`select count(*) from generate_series(1, 10000)`.execute(bmdb.db);
+    await sql`select count(*) from generate_series(1, 10000)`.execute(db);
     let n = 3_000_000;
-    let r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(bmdb.db));
+    let r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(db));
     if (r.ms < 400) {
       n *= Math.ceil(600 / Math.max(r.ms, 50));
-      r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(bmdb.db));
+      r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(db));
     }
     expect(r.ms).toBeGreaterThan(300);
     // In the server's own thread the longest gap would be the whole query.
@@ -65,18 +68,18 @@ describe("PGlite in a worker thread", () => {
     const bytes = new Uint8Array([0, 1, 254, 255]);
     const { rows } = await sql<{ big: bigint; at: Date; bytes: Uint8Array; doc: { a: number[] }; nothing: null }>`
       select ${9007199254740993n}::int8 as big, ${at}::timestamptz as at, ${bytes}::bytea as bytes,
-             '{"a":[1,2]}'::jsonb as doc, null as nothing`.execute(bmdb.db);
+             '{"a":[1,2]}'::jsonb as doc, null as nothing`.execute(db);
     expect(rows[0]).toEqual({ big: 9007199254740993n, at, bytes, doc: { a: [1, 2] }, nothing: null });
     expect(rows[0]!.bytes).toBeInstanceOf(Uint8Array);
   });
 
   it("holds the one connection for a whole transaction: concurrent transactions never interleave", async () => {
-    await sql`create table counter (n int not null)`.execute(bmdb.db);
-    await sql`insert into counter values (0)`.execute(bmdb.db);
+    await sql`create table counter (n int not null)`.execute(db);
+    await sql`insert into counter values (0)`.execute(db);
     const retriedBefore = bmdb.stats.retried;
     await Promise.all(
       Array.from({ length: 20 }, () =>
-        transact(bmdb.db, bmdb.stats, "increment", { maxAttempts: 1 }, async (trx) => {
+        transact(db, bmdb.stats, "increment", { maxAttempts: 1 }, async (trx) => {
           const { rows } = await sql<{ n: number }>`select n from counter`.execute(trx);
           // Yield to the event loop: another transaction would get in here
           // if the connection were not held.
@@ -85,30 +88,30 @@ describe("PGlite in a worker thread", () => {
         }),
       ),
     );
-    const { rows } = await sql<{ n: number }>`select n from counter`.execute(bmdb.db);
+    const { rows } = await sql<{ n: number }>`select n from counter`.execute(db);
     expect(rows[0]!.n).toBe(20);
     expect(bmdb.stats.retried).toBe(retriedBefore);
   });
 
   it("executeBatch: statements in one message; as a transaction all or nothing, with the failing statement named", async () => {
-    await sql`create table batch_t (k int primary key)`.execute(bmdb.db);
+    await sql`create table batch_t (k int primary key)`.execute(db);
     const insert = (k: number) => CompiledQuery.raw("insert into batch_t values ($1) returning k", [k]);
-    const ok = await executeBatch(bmdb.db, [insert(1), insert(2), CompiledQuery.raw("select count(*)::int as n from batch_t")], {
+    const ok = await executeBatch(db, [insert(1), insert(2), CompiledQuery.raw("select count(*)::int as n from batch_t")], {
       transaction: "serializable",
     });
     expect(ok.map((r) => r.rows)).toEqual([[{ k: 1 }], [{ k: 2 }], [{ n: 2 }]]);
 
-    const failed = await executeBatch(bmdb.db, [insert(3), insert(1), insert(4)], { transaction: "serializable" }).catch((e: unknown) => e);
+    const failed = await executeBatch(db, [insert(3), insert(1), insert(4)], { transaction: "serializable" }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(PGliteQueryError);
     expect((failed as PGliteQueryError).code).toBe("23505");
     expect((failed as PGliteQueryError).statementIndex).toBe(1);
     // Rolled back: 3 is not there; and the connection is usable again.
-    const { rows } = await sql<{ k: number }>`select k from batch_t order by k`.execute(bmdb.db);
+    const { rows } = await sql<{ k: number }>`select k from batch_t order by k`.execute(db);
     expect(rows.map((r) => r.k)).toEqual([1, 2]);
 
     // Without a transaction each statement stands alone: 5 stays.
-    await expect(executeBatch(bmdb.db, [insert(5), insert(5)])).rejects.toBeInstanceOf(PGliteQueryError);
-    const after = await sql<{ k: number }>`select k from batch_t order by k`.execute(bmdb.db);
+    await expect(executeBatch(db, [insert(5), insert(5)])).rejects.toBeInstanceOf(PGliteQueryError);
+    const after = await sql<{ k: number }>`select k from batch_t order by k`.execute(db);
     expect(after.rows.map((r) => r.k)).toEqual([1, 2, 5]);
   });
 
@@ -127,7 +130,7 @@ describe("PGlite in a worker thread", () => {
   });
 
   it("a database error keeps its SQLSTATE across the thread and is not 'unavailable'", async () => {
-    const e = await sql`select 1/0`.execute(bmdb.db).catch((err: unknown) => err);
+    const e = await sql`select 1/0`.execute(db).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(PGliteQueryError);
     expect((e as PGliteQueryError).code).toBe("22012");
     expect(classifyError(e)).toBe("bug");
@@ -137,11 +140,12 @@ describe("PGlite in a worker thread", () => {
 describe("a PGlite worker that dies", () => {
   it("fails the calls in flight and later ones as UNAVAILABLE, tells watchers there is a gap, and still closes", async () => {
     const bmdb = await openBmdb("memory://");
+    const db = databaseForTests(bmdb);
     const deliveries: EventDelivery[] = [];
     const off = await bmdb.subscribe((d) => void deliveries.push(d));
-    const worker = pgliteWorkerOf(bmdb.db)!;
+    const worker = pgliteWorkerOf(db)!;
     expect(worker.alive).toBe(true);
-    const inFlight = transact(bmdb.db, bmdb.stats, "long", { maxAttempts: 1 }, (trx) =>
+    const inFlight = transact(db, bmdb.stats, "long", { maxAttempts: 1 }, (trx) =>
       sql`select count(*) from generate_series(1, 50000000)`.execute(trx),
     ).catch((e: unknown) => e);
     await new Promise((r) => setTimeout(r, 100));

@@ -4,7 +4,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends, type TestDatabase } from "../../test/helpers/databases.js";
 import { startTcpProxy, type TcpProxy } from "../../test/helpers/tcp-proxy.js";
-import type { Bmdb } from "../bmdb.js";
+import { databaseForTests, type Bmdb } from "../bmdb.js";
 import type { Database } from "../database.js";
 import { DatabaseUnavailableError, MachineNotFoundError } from "../errors.js";
 import type { EventDelivery } from "../events.js";
@@ -172,12 +172,12 @@ for (const backend of testBackends()) {
 
     it("a 22021 (bad encoding) and a TypeError pass through as they are: bugs, not outages", async () => {
       const badUtf8 = new Uint8Array([0xff, 0xfe]);
-      const e = await transact(bmdb.db, bmdb.stats, "decode", { maxAttempts: 3 }, (trx) =>
+      const e = await transact(databaseForTests(bmdb), bmdb.stats, "decode", { maxAttempts: 3 }, (trx) =>
         sql`select convert_from(${badUtf8}, 'UTF8') as s`.execute(trx),
       ).catch((err: unknown) => err);
       expect(e).not.toBeInstanceOf(DatabaseUnavailableError);
       expect((e as { code?: string }).code).toBe("22021");
-      const typeError = await transact(bmdb.db, bmdb.stats, "bug", { maxAttempts: 3 }, async (trx) => {
+      const typeError = await transact(databaseForTests(bmdb), bmdb.stats, "bug", { maxAttempts: 3 }, async (trx) => {
         await sql`select 1`.execute(trx);
         const missing = undefined as unknown as { call(): void };
         missing.call();
@@ -223,7 +223,7 @@ describe.runIf(pgUrl)("lost PostgreSQL connections", () => {
     const gaps: string[] = [];
     const unsubscribe = await bmdb.subscribe((d: EventDelivery) => void (d.kind === "gap" && gaps.push(d.reason)));
     try {
-      const e = await transact(bmdb.db, bmdb.stats, "victim", { maxAttempts: 3 }, async (trx) => {
+      const e = await transact(databaseForTests(bmdb), bmdb.stats, "victim", { maxAttempts: 3 }, async (trx) => {
         const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
         // Kill our own backend while we hold it, idle in transaction: the
         // client gets 57P01 asynchronously, with no query running.

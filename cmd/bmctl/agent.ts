@@ -17,7 +17,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext): void {
     .addHelpText("after", example("bmctl agent register 9b4b8487-6a66-4ca3-b732-0f789f43f1a8 3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"))
     .action(
       run(async (id: string, publicKey: Uint8Array) => {
-        const r = await operator().registerAgent({ machineId: id, publicKey }, deadline());
+        const r = await (await operator()).registerAgent({ machineId: id, publicKey }, deadline());
         print(`registered key sha256:${r.keyFingerprint}`);
       }),
     );
@@ -28,7 +28,7 @@ export function addAgentCommands(program: Command, ctx: CommandContext): void {
     .addHelpText("after", example("bmctl agent revoke 9b4b8487-6a66-4ca3-b732-0f789f43f1a8"))
     .action(
       run(async (id: string) => {
-        const r = await operator().revokeAgent({ machineId: id }, deadline());
+        const r = await (await operator()).revokeAgent({ machineId: id }, deadline());
         print(`revoked key sha256:${r.keyFingerprint}`);
       }),
     );

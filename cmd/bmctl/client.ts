@@ -1,16 +1,14 @@
-import * as grpc from "@grpc/grpc-js";
 import { Option, type Command } from "commander";
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { OperatorService } from "../../gen/bmaas/operator/v1/operator_pb.js";
-import { DEV_CERT_FILES } from "../../lib/certs.js";
-import { createClient, type ServiceClient } from "../../lib/grpc-adapter.js";
+import { DEV_CERT_FILES } from "../../lib/dev-cert-files.js";
+import { readNamedFile } from "../../lib/read-file.js";
 import { DEV_CERTS_HELP, findDevCerts } from "../private/dev-certs.js";
 import type { TlsMaterial } from "../private/diagnose.js";
 import { fail } from "../private/fail.js";
 
-// How bmctl reaches the server: its global flags, the TLS material they name
-// (or npm start's development certificates), and the operator client.
+// What bmctl needs to reach the server: its global flags and the TLS material
+// they name (or npm start's development certificates). The client itself is
+// operator-client.ts, loaded on the first call.
 
 export const NAME = "bmctl";
 /** Every unary call's deadline. */
@@ -23,8 +21,6 @@ export interface GlobalFlags {
   key?: string;
   certsDir?: string;
 }
-
-export type Operator = ServiceClient<(typeof OperatorService)["method"]>;
 
 /** Adds the flags every command shares (server and TLS material) to the root command. */
 export function addGlobalFlags(program: Command): Command {
@@ -40,9 +36,9 @@ export function addGlobalFlags(program: Command): Command {
 /** The file a flag names, or a one-line failure (exit 2). */
 export function readFlagFile(flag: string, file: string): Buffer {
   try {
-    return readFileSync(file);
+    return readNamedFile(flag, file);
   } catch (e) {
-    fail(NAME, `${flag} ${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`, 2);
+    fail(NAME, (e as Error).message, 2);
   }
 }
 
@@ -59,9 +55,4 @@ export function tlsMaterial(flags: GlobalFlags): TlsMaterial {
     key: pick("--key", flags.key, DEV_CERT_FILES.operatorKey),
     cert: pick("--cert", flags.cert, DEV_CERT_FILES.operatorCert),
   };
-}
-
-/** An operator client for server over mTLS with tls. */
-export function operatorClient(server: string, tls: TlsMaterial): Operator {
-  return createClient(OperatorService, server, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert));
 }

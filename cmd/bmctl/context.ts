@@ -1,13 +1,17 @@
 import type { Command } from "commander";
 import type { TlsMaterial } from "../private/diagnose.js";
 import { fail } from "../private/fail.js";
-import { DEADLINE_MS, NAME, operatorClient, tlsMaterial, type GlobalFlags, type Operator } from "./client.js";
-import { explain } from "./explain.js";
+import { DEADLINE_MS, NAME, tlsMaterial, type GlobalFlags } from "./client.js";
+import type { Operator } from "./operator-client.js";
+
+// What the command groups share. Operators run bmctl in loops, so a command
+// loads what it uses when it uses it: grpc-js and the generated descriptors on
+// the first call (operator()), the failure explanations only on a failure.
 
 /** What every command group needs from the program around it. */
 export interface CommandContext {
   /** The operator client, made on first use from the global flags (one per run). */
-  operator(): Operator;
+  operator(): Promise<Operator>;
   /** Call options with bmctl's deadline from now. */
   deadline(): { deadline: number };
   /**
@@ -30,9 +34,10 @@ export const print = (text: string): void => {
 export function commandContext(program: Command): CommandContext {
   let client: Operator | undefined;
   let tls: TlsMaterial | undefined;
-  const operator = (): Operator => {
+  const operator = async (): Promise<Operator> => {
     const flags = program.opts<GlobalFlags>();
     tls ??= tlsMaterial(flags);
+    const { operatorClient } = await import("./operator-client.js");
     return (client ??= operatorClient(flags.server, tls));
   };
   return {
@@ -42,6 +47,7 @@ export function commandContext(program: Command): CommandContext {
       try {
         await fn(...args);
       } catch (e) {
+        const { explain } = await import("./explain.js");
         fail(NAME, await explain(e, program.opts<GlobalFlags>(), tls));
       } finally {
         client?.close();

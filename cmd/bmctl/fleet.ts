@@ -1,12 +1,9 @@
-import { toJsonString } from "@bufbuild/protobuf";
 import type { Command } from "commander";
-import { FleetStatsResponseSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
-import { formatFleetStats } from "../private/format.js";
-import { example, print, type CommandContext } from "./context.js";
+import { example, type CommandContext } from "./context.js";
 
-// bmctl fleet: fleet-wide views.
+// bmctl fleet: fleet-wide views (printed by fleet-run.ts, loaded when one runs).
 
-export function addFleetCommands(program: Command, { operator, deadline, run }: CommandContext): void {
+export function addFleetCommands(program: Command, ctx: CommandContext): void {
   program
     .command("fleet")
     .description("fleet-wide views")
@@ -14,10 +11,5 @@ export function addFleetCommands(program: Command, { operator, deadline, run }: 
     .description("fleet counters and hardware totals by provider and location")
     .option("--json", "print JSON")
     .addHelpText("after", example("bmctl fleet stats"))
-    .action(
-      run(async (o: { json?: boolean }) => {
-        const s = await operator().fleetStats({}, deadline());
-        print(o.json ? toJsonString(FleetStatsResponseSchema, s, { prettySpaces: 2 }) : formatFleetStats(s));
-      }),
-    );
+    .action(ctx.run(async (o: { json?: boolean }) => (await import("./fleet-run.js")).fleetStats(ctx, o)));
 }

@@ -35,7 +35,7 @@ export function addInstallCommands(program: Command, { operator, deadline, run }
     .action(
       run(async (id: string, o: RequestOptions) => {
         const image = o.imageHost || o.imageRepository || o.imageTag || o.imageDigest;
-        await operator().setInstallationRequest(
+        await (await operator()).setInstallationRequest(
           {
             machineId: id,
             generation: o.generation,

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEV_CERT_FILES } from "../../lib/certs.js";
+import { DEV_CERT_FILES } from "../../lib/dev-cert-files.js";
 
 /** Where `npm start` keeps its development PKI, relative to the repository. */
 export const DEV_CERTS_DIR = join(".bmaas-dev", "certs");

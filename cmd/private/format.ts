@@ -1,7 +1,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { humanAge, humanBytes, machineLines } from "../../lib/display.js";
+import type { FleetStatsResponse, Machine, MachineEvent, MachineSummary } from "../../gen/bmaas/operator/v1/operator_pb.js";
+import { heartbeatStateName } from "../../lib/heartbeat-states.js";
 import { admissionStatsLine } from "./admission-format.js";
-import { HeartbeatState, type FleetStatsResponse, type Machine, type MachineEvent, type MachineSummary } from "../../gen/bmaas/operator/v1/operator_pb.js";
 
 export { humanAge, humanBytes } from "../../lib/display.js";
 
@@ -19,19 +20,12 @@ export function table(head: string[], rows: string[][]): string {
   return [line(head), ...rows.map(line)].join("\n");
 }
 
-const STATE_NAMES: Record<HeartbeatState, string> = {
-  [HeartbeatState.UNSPECIFIED]: "?",
-  [HeartbeatState.FRESH]: "fresh",
-  [HeartbeatState.STALE]: "stale",
-  [HeartbeatState.NEVER]: "never",
-};
-
 export function machineRows(machines: MachineSummary[], now = Date.now()): string[][] {
   return machines.map((m) => [
     m.machineId,
     m.provider ? `${m.provider}/${m.providerId}` : "-",
     m.lastHeartbeatAt ? humanAge(now - timestampDate(m.lastHeartbeatAt).getTime()) : "never",
-    STATE_NAMES[m.heartbeatState],
+    heartbeatStateName(m.heartbeatState) ?? "?",
     m.needsRecovery ? "needs recovery" : "-",
     m.hasHardwareReport ? "yes" : "no",
     m.installationPending ? "pending" : "-",

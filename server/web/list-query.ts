@@ -1,5 +1,6 @@
 import { validate as isUuid } from "uuid";
-import type { HeartbeatState, ListFilter } from "../../bmdb/index.js";
+import type { ListFilter } from "../../bmdb/index.js";
+import { HEARTBEAT_STATE_NAMES } from "../../lib/heartbeat-states.js";
 
 // The machines page's URL: the filters of ListMachines, a search prefix, and
 // the keyset cursor (the last machine ID of the previous page), as plain
@@ -16,7 +17,6 @@ export interface ListQuery {
 
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
-const HEARTBEAT: readonly string[] = ["fresh", "stale", "never"] satisfies HeartbeatState[];
 
 function yesNo(params: URLSearchParams, name: string): boolean | undefined {
   const v = params.get(name);
@@ -30,8 +30,9 @@ export function parseListQuery(params: URLSearchParams): ListQuery {
   const filter: ListFilter = {};
   const hb = params.get("heartbeat") ?? "";
   if (hb) {
-    if (!HEARTBEAT.includes(hb)) throw new BadRequest(`heartbeat must be fresh, stale or never, not "${hb}"`);
-    filter.heartbeat = hb as HeartbeatState;
+    const state = HEARTBEAT_STATE_NAMES.find((name) => name === hb);
+    if (!state) throw new BadRequest(`heartbeat must be ${HEARTBEAT_STATE_NAMES.slice(0, -1).join(", ")} or ${HEARTBEAT_STATE_NAMES.at(-1)}, not "${hb}"`);
+    filter.heartbeat = state;
   }
   const recovery = yesNo(params, "recovery");
   if (recovery !== undefined) filter.needsRecovery = recovery;

@@ -1,7 +1,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { isIP } from "node:net";
-import { boundAddress, parseListenAddress } from "../listen.js";
+import { boundAddress, parseListenAddress, startListening } from "../listen.js";
 
 // The web view's listener. Plain HTTP is allowed only where nobody but this
 // host can connect (a loopback address); on any other address the browser
@@ -43,8 +43,9 @@ function hostAllowed(req: IncomingMessage): boolean {
   return !!m && isLoopbackHost(m[1] ?? m[2] ?? "");
 }
 
-export function listenForWeb(options: WebListenerOptions): Promise<WebListener> {
-  const { host, port } = parseListenAddress(options.address);
+export async function listenForWeb(options: WebListenerOptions): Promise<WebListener> {
+  const address = parseListenAddress(options.address);
+  const { host, port } = address;
   const mtls = !isLoopbackHost(host);
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     if (!mtls && !hostAllowed(req)) {
@@ -59,15 +60,9 @@ export function listenForWeb(options: WebListenerOptions): Promise<WebListener> 
   // Pages are small and quick; a slow client must not hold a socket for long.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  return new Promise((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen for the web view on ${host || "*"}:${port}: ${err.code === "EADDRINUSE" ? "address already in use" : err.code === "EACCES" ? "permission denied" : err.message}`)),
-    );
-    server.listen({ port, ...(host && { host }) }, () => {
-      const bound = boundAddress(server);
-      // Every-interface binds are reached by a name the operator knows; show loopback's.
-      const shown = host === "" || host === "0.0.0.0" || host === "::" ? `localhost:${port === 0 ? bound.slice(bound.lastIndexOf(":") + 1) : port}` : bound;
-      resolve({ server, url: `${mtls ? "https" : "http"}://${shown}/`, mtls });
-    });
-  });
+  await startListening(server, address, "the web view");
+  const bound = boundAddress(server);
+  // Every-interface binds are reached by a name the operator knows; show loopback's.
+  const shown = host === "" || host === "0.0.0.0" || host === "::" ? `localhost:${port === 0 ? bound.slice(bound.lastIndexOf(":") + 1) : port}` : bound;
+  return { server, url: `${mtls ? "https" : "http"}://${shown}/`, mtls };
 }

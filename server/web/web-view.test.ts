@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "kysely";
 import { request } from "node:http";
 import type { Browser, Page } from "playwright-core";
-import { keyFingerprint } from "../../bmdb/index.js";
+import { databaseForTests } from "../../bmdb/bmdb.js";
+import { keyFingerprint } from "../../lib/fingerprint.js";
 import { testBackends } from "../../test/helpers/databases.js";
 import { chromiumPath, collectErrors, launchBrowser, screenshot } from "../../test/helpers/browser.js";
 import { newAgent, startTestServer, type TestAgent, type TestServer } from "../../test/helpers/server.js";
@@ -162,7 +163,7 @@ describe.skipIf(!chromiumPath).each(testBackends())("web view on $name", (backen
     await expect.poll(() => page.locator("#live").textContent()).toBe("live");
     if (backend.name === "postgres") {
       // The server's LISTEN connection dies: the feed itself has a gap.
-      await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'listen %'`.execute(t.bmdb.db);
+      await sql`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and query ilike 'listen %'`.execute(databaseForTests(t.bmdb));
       await expect.poll(() => page.locator("#notice").textContent(), { timeout: 10_000 }).toMatch(/live feed had a gap/);
     }
     // The browser's own stream is cut (as when it fell too far behind).

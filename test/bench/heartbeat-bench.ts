@@ -67,6 +67,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { sql } from "kysely";
 import pg from "pg";
+import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
 
@@ -313,7 +314,7 @@ async function registerMachines(url: string, fleet: Fleet, filler = 0): Promise<
   const t0 = performance.now();
   const bmdb = await openBmdb(url);
   try {
-    const db = bmdb.db;
+    const db = databaseForTests(bmdb);
     if (filler > 0) {
       await sql`insert into machines (machine_id, created_at)
         select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${filler}::int)`.execute(db);

@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Bmdb } from "../../bmdb/index.js";
+import { databaseForTests, type Bmdb } from "../../bmdb/bmdb.js";
 
 /**
  * A fleet of machines with a realistic mix of tags, written by set-based SQL
@@ -7,7 +7,7 @@ import type { Bmdb } from "../../bmdb/index.js";
  */
 export async function populateFleet(bmdb: Bmdb, machines: number): Promise<void> {
   // One set-based statement per tag: the shape of a real fleet, quickly.
-  const db = bmdb.db;
+  const db = databaseForTests(bmdb);
   await sql`insert into machines (machine_id, created_at)
     select gen_random_uuid(), now() - (random() * interval '90 days') from generate_series(1, ${machines})`.execute(db);
   await sql`insert into machine_provided (machine_id, provider, provider_id, provider_location)
@@ -20,8 +20,8 @@ export async function populateFleet(bmdb: Bmdb, machines: number): Promise<void>
   await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
     select machine_id, case when abs(hashtext(machine_id::text || 'h')) % 8 = 0 then now() - interval '1 hour' else now() - random() * interval '60 seconds' end
     from machine_agent_started where abs(hashtext(machine_id::text || 'b')) % 10 < 9`.execute(db);
-  await sql`insert into machine_hardware_report (machine_id, hardware_report_raw, hardware_report_json, reported_at)
-    select machine_id, '\\x0a00'::bytea, '{"report":{"cpu":[{"hardwareThreads":32}],"memoryInstalledBytes":"137438953472"}}'::jsonb, now()
+  await sql`insert into machine_hardware_report (machine_id, hardware_report_raw, hardware_report_json, cpu_threads, memory_bytes, reported_at)
+    select machine_id, '\\x0a00'::bytea, '{"report":{"cpu":[{"hardwareThreads":32}],"memoryInstalledBytes":"137438953472"}}'::jsonb, 32, 137438953472, now()
     from machine_agent_heartbeat where abs(hashtext(machine_id::text || 'w')) % 4 <> 0`.execute(db);
   await sql`insert into machine_installation_request (machine_id, generation, installation_request_raw, requested_at)
     select machine_id, 1, '\\x0801'::bytea, now() from machine_agent_started where abs(hashtext(machine_id::text || 'i')) % 10 = 0`.execute(db);

@@ -1,9 +1,18 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 
-// The commands run as real processes, through tsx so that tests need no build.
+// The commands run as real processes: the built ones (dist/cmd/*.js), which
+// the suite's global setup (test/global-setup.ts) brings up to date first.
 
 export const ROOT = join(import.meta.dirname, "..", "..");
+
+/** A command of cmd/ as built. */
+export type CommandName = "bmctl" | "bmaas-server" | "bmaas-agent";
+
+/** node and the arguments that run command with args. */
+export function commandLine(command: CommandName, args: string[]): [string, string[]] {
+  return [process.execPath, [join(ROOT, "dist", "cmd", `${command}.js`), ...args]];
+}
 
 export interface Run {
   code: number | null;
@@ -11,10 +20,10 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs cmd/<script> with args and waits for it to exit. */
-export function runScript(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+/** Runs command with args and waits for it to exit. */
+export function runCommand(command: CommandName, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", script), ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+    const p = spawn(...commandLine(command, args), { cwd: ROOT, env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (d) => (stdout += d));

@@ -1,19 +1,22 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { join } from "node:path";
-import { ROOT } from "./process.js";
+import { commandLine, ROOT } from "./process.js";
 
-/** bmaas-server as a real process (through tsx), started by startServerProcess. */
+/** bmaas-server as a real process (the built one), started by startServerProcess. */
 export interface ServerProcess {
   proc: ChildProcess;
   publicAddress: string;
   internalAddress: string;
   /** The metrics listener, when one was asked for. */
   metricsAddress?: string;
+  /** The web view's URL, when it runs. */
+  webUrl?: string;
   /** Resolves with the exit code (null when ended by a signal). */
   exited: Promise<number | null>;
   readonly alive: boolean;
   /** JSON log lines (stdout) so far, parsed; other lines are skipped. */
   logs(): Array<{ [key: string]: unknown }>;
+  /** Everything on stdout so far (JSON logs, the dev banner). */
+  stdout(): string;
   /** Everything on stderr so far. */
   stderr(): string;
   /** SIGKILL if still running, and wait for the exit. */
@@ -29,12 +32,12 @@ process.once("exit", () => {
 });
 
 /**
- * Starts cmd/bmaas-server.ts with args and waits for its "listening" log
+ * Starts bmaas-server (dist/cmd/bmaas-server.js) with args and waits for its "listening" log
  * line (pino JSON on stdout: {"msg":"listening","public":…,"internal":…}).
  * Rejects if it exits first or does not listen within timeoutMs.
  */
 export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, ["--import", "tsx", join(ROOT, "cmd", "bmaas-server.ts"), ...args], { cwd: ROOT });
+  const proc = spawn(...commandLine("bmaas-server", args), { cwd: ROOT });
   live.add(proc);
   const exited = new Promise<number | null>((r) =>
     proc.on("exit", (code) => {
@@ -44,6 +47,7 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
   );
   const logs: Array<{ [key: string]: unknown }> = [];
   let partial = "";
+  let out = "";
   let err = "";
   proc.stderr.on("data", (d: Buffer) => (err += d.toString()));
   return new Promise((resolve, reject) => {
@@ -53,6 +57,7 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
     }, timeoutMs);
     let listening = false;
     proc.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
       partial += d.toString();
       const lines = partial.split("\n");
       partial = lines.pop() ?? "";
@@ -73,11 +78,13 @@ export function startServerProcess(args: string[], timeoutMs = 60_000): Promise<
             publicAddress: log.public,
             internalAddress: log.internal,
             ...(typeof log.metrics === "string" && { metricsAddress: log.metrics }),
+            ...(typeof log.web === "string" && { webUrl: log.web }),
             exited,
             get alive() {
               return proc.exitCode === null && proc.signalCode === null;
             },
             logs: () => logs,
+            stdout: () => out,
             stderr: () => err,
             async kill(signal: NodeJS.Signals = "SIGKILL") {
               if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -1,7 +1,9 @@
 import { Option, type Command } from "commander";
-import { booleanOption, numberArg } from "../lib/flags.js";
-import { DEFAULT_ADMISSION_BOUNDS } from "./admission.js";
-import type { OpenOptions } from "./open.js";
+import { DEFAULT_ADMISSION_BOUNDS, type OpenOptions } from "../../bmdb/index.js";
+import { booleanOption, numberArg } from "../../lib/flags.js";
+
+// bmaas-server's database flags: commander wiring, which belongs to the
+// command; bmdb takes the URL and OpenOptions they become.
 
 /** The flags that pick and tune the machine database, with env fallbacks. */
 export interface BmdbFlags {

@@ -1,11 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
 import { randomBytes } from "node:crypto";
-import { Bmdb, MachineNotFoundError, openBmdb, ProviderIdTakenError, keyFingerprint, migrate } from "../bmdb/index.js";
-import type { Database } from "../bmdb/index.js";
-import { migrationProvider } from "../migrations/index.js";
-import { testBackends, type TestDatabase } from "./helpers/databases.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyFingerprint } from "../lib/fingerprint.js";
+import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
+import type { Bmdb } from "./bmdb.js";
+import { MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+import { openBmdb } from "./open.js";
+
+// Bmdb's operations through its facade, on every backend: machines, agents
+// and their heartbeats, installation generations, history. Migrations are
+// tested in migrate.test.ts, the transaction layer in private/transact.test.ts.
 
 describe.each(testBackends())("bmdb on $name", (backend) => {
   let tdb: TestDatabase;
@@ -18,14 +21,6 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   afterAll(async () => {
     await bmdb?.close();
     await tdb?.drop();
-  });
-
-  it("applies migrations once and is idempotent on a second run", async () => {
-    expect(await migrate(bmdb.db)).toEqual([]);
-    const tables = await bmdb.db.introspection.getTables();
-    expect(tables.map((t) => t.name)).toEqual(
-      expect.arrayContaining(["machines", "machine_agent_started", "machine_history", "machine_installation_report"]),
-    );
   });
 
   it("authenticates only the registered (machine, key) pair", async () => {
@@ -46,7 +41,7 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     const r = await bmdb.heartbeat({
       machineId: id,
       publicKey: randomBytes(32),
-      hardwareReport: { raw: Uint8Array.of(1, 2, 3), json: {} },
+      hardwareReport: { raw: Uint8Array.of(1, 2, 3), json: {}, cpuThreads: 1, memoryBytes: 1n },
     });
     expect(r.authenticated).toBe(false);
     const m = await bmdb.getMachine(id);
@@ -57,10 +52,9 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
   it("refuses a second machine with the same provider id and writes nothing", async () => {
     const pid = `p-${randomBytes(4).toString("hex")}`;
     const first = await bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } });
-    const before = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
+    const before = (await bmdb.fleetStats()).counters.machines;
     await expect(bmdb.createMachine({ provider: { provider: "equinix", providerId: pid } })).rejects.toBeInstanceOf(ProviderIdTakenError);
-    const after = await bmdb.db.selectFrom("machines").select((eb) => eb.fn.countAll<string>().as("n")).executeTakeFirstOrThrow();
-    expect(after.n).toBe(before.n);
+    expect((await bmdb.fleetStats()).counters.machines).toBe(before);
     expect((await bmdb.getMachine(first)).provided?.providerId).toBe(pid);
     // The same provider id at another provider is a different machine.
     await expect(bmdb.createMachine({ provider: { provider: "ovh", providerId: pid } })).resolves.toMatch(/^[0-9a-f-]{36}$/);
@@ -92,35 +86,15 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     expect(after.installationPending).toBe(false);
   });
 
-  it("history outlives nothing it should not: rows per event, newest last by id", async () => {
+  it("records one history event per operation, in order, and keeps them when the machine is deleted", async () => {
     const id = await bmdb.createMachine();
     await bmdb.registerAgent(id, randomBytes(32));
     await bmdb.setInstallationRequest(id, 5n, Uint8Array.of(8, 5));
-    const rows = await bmdb.db.selectFrom("machine_history").select(["event"]).where("machine_id", "=", id).orderBy("event_id").execute();
-    expect(rows.map((r) => r.event)).toEqual(["machine_created", "agent_registered", "installation_requested"]);
-  });
-});
-
-// Two servers starting on the same empty database at the same moment must
-// both come up with one schema. Only meaningful on a shared server.
-describe.runIf(process.env.TEST_DATABASE_URL)("concurrent migrations on postgres", () => {
-  it("two migrators racing on an empty database both succeed", async () => {
-    const [factory] = testBackends().filter((b) => b.name === "postgres");
-    const tdb = await factory!.create();
-    const dbs = [0, 1, 2].map(() => {
-      const pool = new pg.Pool({ connectionString: tdb.url, max: 2 });
-      // Dropping the database terminates connections a pool may still be closing.
-      pool.on("error", () => {});
-      return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    });
-    try {
-      const applied = await Promise.all(dbs.map((db) => migrate(db)));
-      // Each migration applied exactly once, by one of the three.
-      expect(applied.flat()).toEqual(Object.keys(await migrationProvider.getMigrations()));
-    } finally {
-      await Promise.all(dbs.map((db) => db.destroy()));
-      await tdb.drop();
-    }
+    const oldestFirst = async () => (await bmdb.getHistory(id, 100)).events.map((e) => e.event).reverse();
+    expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested"]);
+    await bmdb.deleteMachine(id);
+    await expect(bmdb.getMachine(id)).rejects.toBeInstanceOf(MachineNotFoundError);
+    expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested", "machine_deleted"]);
   });
 });
 
@@ -141,7 +115,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)("serialization retries on postgres
           bmdb.heartbeat({
             machineId: id,
             publicKey: key,
-            hardwareReport: { raw: Uint8Array.of(i), json: { i } },
+            hardwareReport: { raw: Uint8Array.of(i), json: { i }, cpuThreads: i, memoryBytes: BigInt(i) },
             installationReport: { generation: BigInt(i + 1), result: "success", raw: Uint8Array.of(8, i + 1) },
           }),
         ),
