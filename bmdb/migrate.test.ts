@@ -35,7 +35,7 @@ describe.each(testBackends())("migrations on $name", (backend) => {
         values (${id}, ${Uint8Array.of(10, 0)}, ${JSON.stringify(json)}::jsonb, now())`.execute(db);
     }
 
-    expect(await migrate(db)).toEqual(["0006_hardware_report_totals"]);
+    expect(await migrate(db)).toEqual(["0006_hardware_report_totals", "0007_admission"]);
     const rows = await db.selectFrom("machine_hardware_report").select(["machine_id", "cpu_threads", "memory_bytes"]).orderBy("machine_id").execute();
     expect(rows.map((r) => [r.cpu_threads, r.memory_bytes])).toEqual([
       [48n, "343597383680"],
@@ -52,6 +52,7 @@ describe.each(testBackends())("migrations on $name", (backend) => {
     const tables = (await db.introspection.getTables()).map((t) => t.name).sort();
     const expected: (keyof Database)[] = [
       "machine_agent_heartbeat",
+      "machine_agent_request",
       "machine_agent_started",
       "machine_hardware_report",
       "machine_history",
