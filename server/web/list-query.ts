@@ -18,7 +18,7 @@ export interface ListQuery {
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
-function yesNo(params: URLSearchParams, name: string): boolean | undefined {
+export function yesNo(params: URLSearchParams, name: string): boolean | undefined {
   const v = params.get(name);
   if (v === null || v === "") return undefined;
   if (v === "yes") return true;

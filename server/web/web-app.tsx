@@ -6,10 +6,12 @@ import { DatabaseUnavailableError, MachineNotFoundError, type Bmdb, type History
 import { MachineSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import { machineLines } from "../../lib/display.js";
 import { machineMessage } from "../operator-messages.js";
+import { AGENTS_PAGE_SIZE, cursorText, parseAgentsQuery } from "./agents-query.js";
 import type { HeartbeatTraffic } from "./heartbeat-traffic.js";
 import { BadRequest, parseListQuery } from "./list-query.js";
 import type { LiveEvents } from "./live-events.js";
 import { loadOverview, type OverviewSnapshot } from "./overview-data.js";
+import { AgentsPage } from "./pages/agents-page.js";
 import { renderPage, type LayoutProps } from "./pages/layout.js";
 import { MachinePage } from "./pages/machine-page.js";
 import { MachinesPage } from "./pages/machines-page.js";
@@ -67,6 +69,20 @@ export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResp
     html(res, 200, { title: "Machines", page: "machines", search: query.filter.search ?? "", children: MachinesPage({ m }) }, started);
   }
 
+  async function agents(url: URL, res: ServerResponse, started: number) {
+    const query = parseAgentsQuery(url.searchParams);
+    const page = await bmdb.listAgentRequests(query.filter, AGENTS_PAGE_SIZE, query.after);
+    const m = {
+      now: bmdb.now(),
+      params: url.searchParams,
+      state: query.filter.state,
+      requests: page.requests,
+      next: page.next && cursorText(page.next),
+      after: query.after && cursorText(query.after),
+    };
+    html(res, 200, { title: "Agents", page: "agents", children: AgentsPage({ m }) }, started);
+  }
+
   async function machine(id: string, url: URL, res: ServerResponse, started: number) {
     if (!isUuid(id)) throw new BadRequest(`"${id}" is not a machine ID (a UUID)`);
     const machineId = id.toLowerCase();
@@ -110,6 +126,7 @@ export function webApp(deps: WebAppDeps): (req: IncomingMessage, res: ServerResp
     }
     if (path === "/") return overview(res, started);
     if (path === "/machines") return machines(url, res, started);
+    if (path === "/agents") return agents(url, res, started);
     const one = /^\/machines\/([^/]+)$/.exec(path);
     if (one) {
       let id: string;

@@ -6,7 +6,7 @@ import { databaseForTests } from "../../bmdb/bmdb.js";
 import { keyFingerprint } from "../../lib/fingerprint.js";
 import { testBackends } from "../../test/helpers/databases.js";
 import { chromiumPath, collectErrors, launchBrowser, screenshot } from "../../test/helpers/browser.js";
-import { newAgent, startTestServer, type TestAgent, type TestServer } from "../../test/helpers/server.js";
+import { codeOf, newAgent, startTestServer, type TestAgent, type TestServer } from "../../test/helpers/server.js";
 import type { TestDatabase } from "../../test/helpers/databases.js";
 
 // The web view in a real browser: pages load without console errors (CSP
@@ -118,6 +118,30 @@ describe.skipIf(!chromiumPath).each(testBackends())("web view on $name", (backen
     await expect.poll(() => age.textContent(), { timeout: 5_000 }).not.toBe(await age.textContent());
     expect(errors).toEqual([]);
     await page.close();
+  });
+
+  it("lists an agent asking for admission as it asks, re-keyed against the machine's key, with the command to decide", async () => {
+    const { page, errors } = await open("/agents");
+    await expect.poll(() => page.locator("#live").textContent()).toBe("live");
+    const stranger = await newAgent(t.server.publicAddress, t.pki);
+    try {
+      // Refused as before; the request is recorded and announced.
+      expect(await codeOf(stranger.client.heartbeat({ machineId: watched }))).toBe(16);
+      const fingerprint = keyFingerprint(stranger.publicKey);
+      const row = page.locator(`tr[data-key="${fingerprint}"]`);
+      await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+      expect(await row.getAttribute("data-machine")).toBe(watched);
+      expect(await row.locator("td").nth(3).textContent()).toBe(keyFingerprint(agent.publicKey).slice(0, 16));
+      expect(await page.locator("p.summary").textContent()).toContain("bmctl agent accept MACHINE FINGERPRINT");
+      const rejected = await page.goto(`${base}agents?state=rejected`);
+      expect(rejected?.status()).toBe(200);
+      expect(await page.locator(`tr[data-key="${fingerprint}"]`).count()).toBe(0);
+      expect(errors).toEqual([]);
+      expect((await page.goto(`${base}agents?after=nonsense`))?.status()).toBe(400);
+    } finally {
+      stranger.client.close();
+      await page.close();
+    }
   });
 
   it("shows every tag of a machine with the decoded hardware report, never the node parameters, and its history", async () => {

@@ -5,7 +5,7 @@ import { renderToString } from "preact-render-to-string";
 // server itself (no inline code: the CSP forbids it). The body's data
 // attributes tell the script what to keep live.
 
-export type PageName = "overview" | "machines" | "machine" | "error";
+export type PageName = "overview" | "machines" | "machine" | "agents" | "error";
 
 export interface LayoutProps {
   title: string;
@@ -43,6 +43,7 @@ export function Layout(props: LayoutProps) {
           <nav>
             <NavLink href="/" active={props.page === "overview"}>Overview</NavLink>
             <NavLink href="/machines" active={props.page === "machines"}>Machines</NavLink>
+            <NavLink href="/agents" active={props.page === "agents"}>Agents</NavLink>
           </nav>
           <form class="search" method="get" action="/machines" role="search">
             <input type="search" name="q" value={props.search ?? ""} placeholder="machine ID, provider ID or key fingerprint prefix" aria-label="search" />

@@ -45,6 +45,8 @@ export function OverviewPage({ m }: { m: OverviewModel }) {
         <Counter label="installed" value={c.installed} />
         <Counter label="pending agent start" value={c.pendingAgentStart} />
         <Counter label="pending recovery" value={c.pendingRecovery} href="/machines?recovery=yes" />
+        <Counter label="agents pending admission" value={m.stats.admission.pending} href="/agents" />
+        <Counter label="of them re-keyed" value={m.stats.admission.rekeyedPending} href="/agents?rekeyed=yes" />
       </ul>
 
       <section>

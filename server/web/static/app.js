@@ -155,7 +155,7 @@ function connect() {
   });
 }
 
-if (page === "overview" || page === "machines" || page === "machine") {
+if (page === "overview" || page === "machines" || page === "machine" || page === "agents") {
   connect();
   // Heartbeats that change no state send no event; the overview's pictures
   // still move, so it is re-read now and then while someone looks at it.
