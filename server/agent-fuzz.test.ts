@@ -1076,7 +1076,7 @@ describe("agent listener fuzz", () => {
 
   beforeAll(async () => {
     console.log(`agent fuzz: seed ${SEED} (replay with FUZZ_SEED=${SEED}), ${REQUESTS} calls, concurrency ${CONCURRENCY}`);
-    t = await startTestServer(testBackends()[0]!, { agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS } });
+    t = await startTestServer(testBackends()[0]!, { agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS, countClientCertificates: true } });
   });
   afterAll(async () => t?.stop());
 

@@ -7,7 +7,7 @@ import { HeartbeatRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.j
 import { createAgentCertificate, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
-import { startTestServer } from "../test/helpers/server.js";
+import { startServerOn, startTestServer } from "../test/helpers/server.js";
 
 // The agent listener against hostile peers (issue: hardening). Every test
 // talks to a real server over real sockets with a bare HTTP/2 client, so it
@@ -319,12 +319,12 @@ describe("heartbeat backpressure", () => {
   });
 });
 
-describe("exactly one client certificate", () => {
+describe("exactly one client certificate, counted (--agent-count-client-certificates)", () => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
   let agent: Awaited<ReturnType<typeof agentTls>>;
   let machineId: string;
   beforeAll(async () => {
-    t = await startTestServer(testBackends()[0]!);
+    t = await startTestServer(testBackends()[0]!, { agentLimits: { countClientCertificates: true } });
     agent = await agentTls();
     machineId = (await t.operator.createMachine({})).machineId;
     await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
@@ -365,6 +365,21 @@ describe("exactly one client certificate", () => {
     for (const [name, chain] of Object.entries(chains)) codes[name] = await heartbeatWith(chain);
     expect(codes).toEqual({ rsa: UNAUTHENTICATED, ca: UNAUTHENTICATED, fifty: UNAUTHENTICATED, twice: UNAUTHENTICATED });
     expect((await t.operator.getMachine({ machineId })).machine!.agentHeartbeat).toBeDefined();
+  });
+
+  it("without counting (the default) an unrelated certificate is not seen, and the identity is still the leaf's key", async () => {
+    const plain = await startServerOn(t.bmdb, t.pki);
+    try {
+      const stranger = await agentTls();
+      // The leaf first, the stranger's certificate unrelated: authenticated as the leaf's key.
+      const session = await rawSession(plain.publicAddress, { cert: agent.tls.cert + stranger.tls.cert, key: agent.tls.key });
+      expect((await rawCall(session, heartbeatBody({ machineId }))).code).toBe(0);
+      session.destroy();
+      // The stranger's certificate first (with the agent's key TLS fails: the key must match the leaf).
+      await expect(rawSession(plain.publicAddress, { cert: stranger.tls.cert + agent.tls.cert, key: agent.tls.key })).rejects.toThrow();
+    } finally {
+      await plain.stop();
+    }
   });
 
   it("never resumes a TLS session: every connection shows its certificate again", async () => {

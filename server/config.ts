@@ -30,6 +30,7 @@ export interface ServerFlags {
   agentMaxConnectionsPerIp: number;
   agentMaxHandshakes: number;
   agentHandshakeTimeout: number;
+  agentCountClientCertificates?: boolean;
   agentIdleTimeout: number;
   agentMaxConnectionAge: number;
   agentKeepalive: number;
@@ -144,6 +145,13 @@ export const ServerConfig = {
           .default(10),
       )
       .addOption(
+        booleanOption(
+          "--agent-count-client-certificates",
+          "refuse a leaf sent with unrelated certificates by reading the client's TLS handshake (costs ~37% of the heartbeat ceiling)",
+          "BMAAS_AGENT_COUNT_CLIENT_CERTIFICATES",
+        ),
+      )
+      .addOption(
         new Option("--agent-idle-timeout <seconds>", "an agent connection without a call for this long is closed")
           .env("BMAAS_AGENT_IDLE_TIMEOUT")
           .argParser(seconds)
@@ -203,6 +211,7 @@ export const ServerConfig = {
         maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,
         maxHandshakes: flags.agentMaxHandshakes,
         handshakeTimeoutMs: Math.max(0.1, flags.agentHandshakeTimeout) * 1000,
+        countClientCertificates: !!flags.agentCountClientCertificates,
         idleTimeoutMs: Math.max(1, flags.agentIdleTimeout) * 1000,
         maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
         keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,

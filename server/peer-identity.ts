@@ -25,6 +25,12 @@ function linkedChain(peer: DetailedPeerCertificate): DetailedPeerCertificate[] {
   return chain;
 }
 
+/** How many certificates Node shows of those the client sent: the leaf and those chaining to it. */
+export function visibleCertificates(socket: TLSSocket): number {
+  const peer = socket.getPeerCertificate(true);
+  return peer?.raw ? linkedChain(peer).length : 0;
+}
+
 /**
  * The client's chain as it sent it, leaf first, when every one of the
  * `certificates` it sent chains to the leaf; undefined otherwise (an unrelated
@@ -40,9 +46,10 @@ function sentChain(socket: TLSSocket, certificates: number): X509Certificate[] |
 
 /**
  * The identity of a TLS peer on the agent listener: a client certificate
- * carrying an Ed25519 key. `certificates` is how many the client sent,
- * counted from its TLS handshake (tls-client-flight.ts): Node shows only
- * those that chain to the leaf. Exactly one, not chain-verified: the TLS
+ * carrying an Ed25519 key. `certificates` is how many the client sent:
+ * counted from its TLS handshake (tls-client-flight.ts) with
+ * --agent-count-client-certificates, else those Node shows (the ones that
+ * chain to the leaf). Exactly one, not chain-verified: the TLS
  * handshake already proved possession of its key, and the key is the identity
  * (the machine database decides whether it belongs to a machine). The one
  * exception is a chain that verifies against an enrollment CA

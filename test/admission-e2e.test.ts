@@ -26,7 +26,9 @@ describe.each(testBackends())("admission end to end on $name", (backend) => {
   beforeAll(async () => {
     [ca, intermediateRoot, foreign] = await Promise.all([createTestCa("enrollment CA"), createTestCa("enrollment root"), createTestCa("someone else")]);
     const enrollmentCas = [...parseEnrollmentCas("ca.pem", ca.pem), ...parseEnrollmentCas("root.pem", intermediateRoot.pem)];
-    t = await startTestServer(backend, { enrollmentCas }, { admission: { maxPendingPerMachine: 3, maxPendingTotal: 40 } });
+    // Counting every certificate sent (--agent-count-client-certificates), so
+    // that a chain with an unrelated certificate added is refused too.
+    t = await startTestServer(backend, { enrollmentCas, agentLimits: { countClientCertificates: true } }, { admission: { maxPendingPerMachine: 3, maxPendingTotal: 40 } });
   });
   afterAll(async () => {
     clients.forEach((c) => c.close());
