@@ -4,10 +4,9 @@
 // filter; asserts nothing. Environment: BENCH_DATABASE_URL (the local
 // PostgreSQL by default), BENCH_MACHINES, BENCH_ROUNDS.
 import * as grpc from "@grpc/grpc-js";
-import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { pino } from "pino";
 import { openBmdb } from "../../bmdb/index.js";
+import { createBenchDatabase } from "./bench-database.js";
 import { populateFleet } from "./populate-fleet.js";
 import { HeartbeatState, OperatorService, type ListMachinesRequestSchema } from "../../gen/bmaas/operator/v1/operator_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -16,7 +15,6 @@ import { createClient } from "../../lib/grpc-adapter.js";
 import { BmaasServer } from "../../server/server.js";
 
 process.noDeprecation = true;
-const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 
@@ -27,14 +25,8 @@ function stats(ms: number[]): { p50: number; p99: number } {
 }
 
 async function main(): Promise<void> {
-  const name = `bmaas_listbench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  const bmdb = await openBmdb(url.toString());
+  const database = await createBenchDatabase("bmaas_listbench");
+  const bmdb = await openBmdb(database.url);
   const pki = await createDevPki();
   let server: BmaasServer | undefined;
   try {
@@ -105,13 +97,10 @@ async function main(): Promise<void> {
     await server?.stop();
     await bmdb.close();
     if (process.env.BENCH_KEEP) {
-      process.stdout.write(`kept database ${name}\n`);
+      process.stdout.write(`kept database ${database.name}\n`);
       return;
     }
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`drop database if exists ${name} with (force)`);
-    await c.end();
+    await database.drop();
   }
 }
 

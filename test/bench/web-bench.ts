@@ -4,17 +4,15 @@
 // Server-Timing header: database reads + HTML) and the time to the last byte
 // as p50/p99, and the page weight; asserts nothing. Environment:
 // BENCH_DATABASE_URL (the local PostgreSQL by default), BENCH_MACHINES, BENCH_ROUNDS.
-import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { pino } from "pino";
 import { openBmdb } from "../../bmdb/index.js";
 import { createDevPki } from "../../lib/certs.js";
 import { BmaasServer } from "../../server/server.js";
 import { OverviewSnapshot } from "../../server/web/overview-data.js";
+import { createBenchDatabase } from "./bench-database.js";
 import { populateFleet } from "./populate-fleet.js";
 
 process.noDeprecation = true;
-const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 100_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
 
@@ -24,14 +22,8 @@ function pct(ms: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  const name = `bmaas_webbench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  const bmdb = await openBmdb(url.toString());
+  const database = await createBenchDatabase("bmaas_webbench");
+  const bmdb = await openBmdb(database.url);
   const pki = await createDevPki();
   let server: BmaasServer | undefined;
   try {
@@ -114,10 +106,7 @@ async function main(): Promise<void> {
   } finally {
     await server?.stop();
     await bmdb.close();
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`drop database if exists ${name} with (force)`);
-    await c.end();
+    await database.drop();
   }
 }
 

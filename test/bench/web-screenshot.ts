@@ -2,32 +2,24 @@
 // BENCH_MACHINES (20,000) in a fresh PostgreSQL database, 200 real agents
 // heartbeating over TLS for a minute and a half at a changing rate (the traffic
 // picture), one hardware report; then Chromium photographs the pages.
-import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import pg from "pg";
 import { pino } from "pino";
 import { chromium } from "playwright-core";
 import { openBmdb } from "../../bmdb/index.js";
 import { createDevPki } from "../../lib/certs.js";
 import { BmaasServer } from "../../server/server.js";
 import { newAgent } from "../helpers/server.js";
+import { createBenchDatabase } from "./bench-database.js";
 import { populateFleet } from "./populate-fleet.js";
 
-const PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const MACHINES = Number(process.env.BENCH_MACHINES ?? 20_000);
 const SECONDS = Number(process.env.SCREENSHOT_SECONDS ?? 90);
 const OUT = join(import.meta.dirname, "..", "..", "..", "docs");
 
 async function main(): Promise<void> {
-  const name = `bmaas_webshot_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  const bmdb = await openBmdb(url.toString());
+  const database = await createBenchDatabase("bmaas_webshot");
+  const bmdb = await openBmdb(database.url);
   const pki = await createDevPki();
   const server = await BmaasServer.start({
     publicListenAddress: "127.0.0.1:0",
@@ -95,10 +87,7 @@ async function main(): Promise<void> {
   } finally {
     await server.stop();
     await bmdb.close();
-    const c = new pg.Client({ connectionString: PG_URL });
-    await c.connect();
-    await c.query(`drop database if exists ${name} with (force)`);
-    await c.end();
+    await database.drop();
   }
 }
 
