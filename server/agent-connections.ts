@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { Logger } from "pino";
 import type { EnrollmentCa } from "./enrollment-ca.js";
 import { identifyTlsPeer, visibleCertificates, type PeerIdentity } from "./peer-identity.js";
+import { certificateGuard, GUARD_MARKER } from "./tls-certificate-guard.js";
 import { ClientFlight, countClientCertificates } from "./tls-client-flight.js";
 
 // Admission of raw connections to the agent listener, before HTTP/2: caps on
@@ -26,15 +27,17 @@ export interface ConnectionLimits {
   /** From the start of the handshake to its end, absolute. Unauthenticated connections never live longer. */
   handshakeTimeoutMs: number;
   /**
-   * Count every certificate a client sends (tls-client-flight.ts), so that a
-   * leaf sent with unrelated certificates is refused. Off by default: it puts
-   * a JavaScript stream between TCP and TLS for each connection's whole life,
-   * which measured ~2× the server CPU per TLS message and a 37% lower
-   * heartbeat ceiling. Without it, the certificates Node shows (those that
-   * chain to the leaf) are counted; unrelated ones cannot change the
-   * identity, which is always the leaf's key.
+   * How every certificate a client sends is counted, so that a leaf sent with
+   * unrelated certificates is refused. "native": OpenSSL refuses, in the
+   * handshake, a Certificate message with a certificate that does not chain
+   * to the leaf (tls-certificate-guard.ts), so the certificates Node shows
+   * are all of them. "tap": a JavaScript stream between TCP and TLS keeps the
+   * client's encrypted handshake and decrypts its Certificate message
+   * (tls-client-flight.ts); exact too, but it costs ~2× the server CPU per
+   * TLS message for the connection's whole life (a 37% lower heartbeat
+   * ceiling). "native" falls back to "tap" when the addon is not built.
    */
-  countClientCertificates: boolean;
+  clientCertificateCheck: "native" | "tap";
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -42,7 +45,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxConnectionsPerAddress: 4096,
   maxHandshakes: 1024,
   handshakeTimeoutMs: 10_000,
-  countClientCertificates: false,
+  clientCertificateCheck: "native",
 };
 
 /** One accepted agent connection: its identity and bookkeeping. */
@@ -113,13 +116,15 @@ export class ConnectionGate {
   // settings from a tls.Server, so ours are made with this one.
   readonly #tlsServer: TlsServer;
   readonly #enrollmentCas: readonly EnrollmentCa[];
-  // Connections in their handshake by ClientHello random. The random is the
+  // Tap: connections in their handshake by ClientHello random. The random is the
   // client's choice, so it only narrows the search: the handshake's records
   // must decrypt under that very TLS socket's keys to be its own.
   readonly #handshaking = new Map<string, Set<Handshaking>>();
   // The client handshake secret of each TLS socket, from OpenSSL's key log.
   readonly #secrets = new WeakMap<TLSSocket, { clientRandom: string; secret: string }>();
-  // Connections in their handshake when certificates are not counted, by 4-tuple.
+  // Certificates counted by the JavaScript tap rather than the native guard.
+  readonly #tap: boolean;
+  // Connections in their handshake when the native guard counts, by 4-tuple.
   readonly #plainTls = new Map<string, { handshakeOver: () => void; deadline: NodeJS.Timeout; kill: { current: () => void }; raw: Socket }>();
 
   constructor(
@@ -129,6 +134,14 @@ export class ConnectionGate {
     private readonly logger: Logger,
   ) {
     this.#enrollmentCas = tls.enrollmentCas ?? [];
+    this.#tap = limits.clientCertificateCheck === "tap";
+    if (!this.#tap) {
+      const { error } = certificateGuard();
+      if (error) {
+        this.logger.warn({ reason: error }, "client certificates are counted by the JavaScript TLS tap (slower)");
+        this.#tap = true;
+      }
+    }
     // grpc-go refuses servers that do not negotiate h2 by ALPN.
     this.#tlsServer = createTlsServer({
       cert: tls.cert,
@@ -142,9 +155,12 @@ export class ConnectionGate {
       // and no ticket outlives a refused connection. Resumption did not make a
       // reconnect storm faster either (README, benchmark).
       secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+      // The native certificate guard acts on sessions with this context only.
+      ...(!this.#tap && { sessionIdContext: GUARD_MARKER }),
     });
     this.#tlsServer.on("secureConnection", this.#onSecure);
-    this.#tlsServer.on("keylog", (line: Buffer, socket: TLSSocket) => {
+    // Only the tap needs the key log (Node computes it for every handshake once listened to).
+    if (this.#tap) this.#tlsServer.on("keylog", (line: Buffer, socket: TLSSocket) => {
       const text = line.toString("latin1");
       if (!text.startsWith(CLIENT_HANDSHAKE_SECRET)) return;
       const [clientRandom, secret] = text.slice(CLIENT_HANDSHAKE_SECRET.length).trim().split(" ");
@@ -255,7 +271,7 @@ export class ConnectionGate {
   // starts reading before HTTP/2 takes over and strands the client's preface),
   // over a ClientFlight that keeps the client's encrypted handshake records.
   #startTls(socket: Socket, handshakeOver: () => void, deadline: NodeJS.Timeout, kill: { current: () => void }): void {
-    if (!this.limits.countClientCertificates) {
+    if (!this.#tap) {
       // TLS reads the TCP socket directly. The handshake's end is linked back
       // to its TCP connection by the 4-tuple, which the kernel keeps unique
       // among open connections; only this bookkeeping uses it, the identity is
@@ -288,7 +304,7 @@ export class ConnectionGate {
   }
 
   #onSecure = (tls: TLSSocket): void => {
-    if (!this.limits.countClientCertificates) return this.#onPlainSecure(tls);
+    if (!this.#tap) return this.#onPlainSecure(tls);
     const keys = this.#secrets.get(tls);
     this.#secrets.delete(tls);
     const suite = tls.getCipher()?.standardName ?? "";

@@ -75,9 +75,9 @@ async function settledMemory(): Promise<NodeJS.MemoryUsage> {
   return process.memoryUsage();
 }
 
-const Code = { NO_STATUS: -1, NO_ANSWER: -2, OK: 0, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 };
+const Code = { CONNECT_FAILED: -4, NO_STATUS: -1, NO_ANSWER: -2, OK: 0, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, RESOURCE_EXHAUSTED: 8, UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 };
 const CODE_NAMES: Record<number, string> = {
-  [-4]: "could not connect",
+  [-4]: "could not connect (or refused by a TLS alert)",
   [-3]: "client could not send",
   [-2]: "no answer (client gave up)",
   [-1]: "no status (stream reset)",
@@ -875,8 +875,10 @@ function decide(c: Case, world: World): void {
   };
   // A connection without exactly one Ed25519 certificate is refused from the headers alone, never
   // reading the body; whether a call that is not a Heartbeat at all hears UNIMPLEMENTED or
-  // UNAUTHENTICATED first is the server's choice.
-  const refusedTransport = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa" || c.transport === "two-certs";
+  // UNAUTHENTICATED first is the server's choice. A leaf sent with an unrelated certificate
+  // ends the TLS handshake itself (the native guard) with a "bad certificate" alert.
+  if (c.transport === "two-certs") return set("transport two-certs: refused in the TLS handshake", Code.CONNECT_FAILED);
+  const refusedTransport = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa";
   const type = c.headers["content-type"] ?? "application/grpc";
   // "application/grpc", "application/grpc+proto", "application/grpc;…" are gRPC; other "application/grpc…"
   // types (grpc-web) are not, but taking them as gRPC is harmless: either answer.
@@ -993,6 +995,29 @@ function openSession(address: string, tls: ConnectionOptions | undefined): Promi
   });
 }
 
+/**
+ * A connection the server must refuse in its TLS handshake: the client's side
+ * of the handshake completes, then the server's alert ends the connection.
+ * Read on a bare TLS socket, because Node's HTTP/2 client session does not
+ * notice an alert that arrives right after the handshake.
+ */
+function tlsRefusal(address: string, tls: ConnectionOptions): Promise<Reply> {
+  const [host, port] = splitAddress(address);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, servername: "localhost", ...tls });
+    let error = "closed without an alert";
+    socket.on("error", (e) => (error = e.message));
+    const timer = setTimeout(() => socket.destroy(), CALL_TIMEOUT_MS);
+    socket.resume();
+    socket.once("close", () => {
+      clearTimeout(timer);
+      const alerted = /alert bad certificate/.test(error);
+      resolve({ code: alerted ? Code.CONNECT_FAILED : Code.NO_ANSWER, message: "", headers: {}, body: Buffer.alloc(0), ms: Date.now() - started, error });
+    });
+  });
+}
+
 /** Long-lived connections of one identity, replaced when the server closes one. */
 class SessionPool {
   #sessions: (Promise<ClientHttp2Session> | undefined)[];
@@ -1076,7 +1101,7 @@ describe("agent listener fuzz", () => {
 
   beforeAll(async () => {
     console.log(`agent fuzz: seed ${SEED} (replay with FUZZ_SEED=${SEED}), ${REQUESTS} calls, concurrency ${CONCURRENCY}`);
-    t = await startTestServer(testBackends()[0]!, { agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS, countClientCertificates: true } });
+    t = await startTestServer(testBackends()[0]!, { agentLimits: { handshakeTimeoutMs: HANDSHAKE_MS } });
   });
   afterAll(async () => t?.stop());
 
@@ -1164,13 +1189,15 @@ describe("agent listener fuzz", () => {
           if (how.pool) {
             const session = await how.pool.get();
             reply = await call(session, c);
+          } else if (c.transport === "two-certs") {
+            reply = await tlsRefusal(address, how.tls!);
           } else {
             let session: ClientHttp2Session | undefined;
             try {
               session = await openSession(address, how.plaintext ? undefined : how.tls);
               reply = await call(session, c);
             } catch (e) {
-              reply = { code: -4, message: "", headers: {}, body: Buffer.alloc(0), ms: 0, error: `could not connect: ${(e as Error).message}` };
+              reply = { code: Code.CONNECT_FAILED, message: "", headers: {}, body: Buffer.alloc(0), ms: 0, error: `could not connect: ${(e as Error).message}` };
             } finally {
               session?.destroy();
             }
@@ -1186,7 +1213,7 @@ describe("agent listener fuzz", () => {
         // An unauthenticated connection lives for the handshake deadline at most, from accept; on a
         // loaded machine a call may start too late to be answered within it.
         const unauthenticated = c.transport === "plaintext" || c.transport === "tls-no-cert" || c.transport === "ecdsa" || c.transport === "two-certs";
-        const outlived = unauthenticated && (reply.code === Code.NO_STATUS || reply.code === -4) && Date.now() - connectedAt >= HANDSHAKE_MS * 0.9;
+        const outlived = unauthenticated && (reply.code === Code.NO_STATUS || reply.code === Code.CONNECT_FAILED) && Date.now() - connectedAt >= HANDSHAKE_MS * 0.9;
         if (outlived) closedAtDeadline.push(`#${c.index}`);
         const allowed = c.expected.has(reply.code) || (reply.code === Code.NO_STATUS && c.lyingFrame) || outlived;
         if (!allowed) fail(c, reply);

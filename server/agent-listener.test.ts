@@ -8,6 +8,7 @@ import { createAgentCertificate, generateAgentKey, rawEd25519PublicKey } from ".
 import { testBackends } from "../test/helpers/databases.js";
 import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
 import { startServerOn, startTestServer } from "../test/helpers/server.js";
+import { certificateGuard } from "./tls-certificate-guard.js";
 
 // The agent listener against hostile peers (issue: hardening). Every test
 // talks to a real server over real sockets with a bare HTTP/2 client, so it
@@ -319,20 +320,24 @@ describe("heartbeat backpressure", () => {
   });
 });
 
-describe("exactly one client certificate, counted (--agent-count-client-certificates)", () => {
+// A refusal is UNAUTHENTICATED after the handshake, or (native guard) a TLS
+// alert that ends the connection before any call is answered: -1 here.
+const REFUSED_IN_TLS = -1;
+
+describe.each(["native", "tap"] as const)("exactly one client certificate, counted (--agent-client-certificate-check %s)", (check) => {
   let t: Awaited<ReturnType<typeof startTestServer>>;
   let agent: Awaited<ReturnType<typeof agentTls>>;
   let machineId: string;
   beforeAll(async () => {
-    t = await startTestServer(testBackends()[0]!, { agentLimits: { countClientCertificates: true } });
+    t = await startTestServer(testBackends()[0]!, { agentLimits: { clientCertificateCheck: check } });
     agent = await agentTls();
     machineId = (await t.operator.createMachine({})).machineId;
     await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
   });
   afterAll(() => t?.stop());
 
-  async function heartbeatWith(certChain: string) {
-    const session = await rawSession(t.server.publicAddress, { cert: certChain, key: agent.tls.key });
+  async function heartbeatWith(certChain: string, key = agent.tls.key) {
+    const session = await rawSession(t.server.publicAddress, { cert: certChain, key });
     try {
       return (await rawCall(session, heartbeatBody({ machineId }))).code;
     } finally {
@@ -361,25 +366,25 @@ describe("exactly one client certificate, counted (--agent-count-client-certific
       fifty: agent.tls.cert + others.join(""),
       twice: agent.tls.cert + agent.tls.cert,
     };
+    const before = check === "native" ? certificateGuard().guard!.stats().refused : 0;
     const codes: Record<string, number> = {};
     for (const [name, chain] of Object.entries(chains)) codes[name] = await heartbeatWith(chain);
-    expect(codes).toEqual({ rsa: UNAUTHENTICATED, ca: UNAUTHENTICATED, fifty: UNAUTHENTICATED, twice: UNAUTHENTICATED });
-    expect((await t.operator.getMachine({ machineId })).machine!.agentHeartbeat).toBeDefined();
+    if (check === "native") {
+      // Each ends the handshake inside OpenSSL: none of the extra
+      // certificates issued the leaf (an agent certificate may not sign
+      // certificates, so not even its own copy issues it).
+      expect(codes).toEqual({ rsa: REFUSED_IN_TLS, ca: REFUSED_IN_TLS, fifty: REFUSED_IN_TLS, twice: REFUSED_IN_TLS });
+      expect(certificateGuard().guard!.stats().refused - before).toBe(4);
+    } else {
+      expect(codes).toEqual({ rsa: UNAUTHENTICATED, ca: UNAUTHENTICATED, fifty: UNAUTHENTICATED, twice: UNAUTHENTICATED });
+    }
+    // The agent's own machine still heartbeats with its certificate alone.
+    expect(await heartbeatWith(agent.tls.cert)).toBe(0);
   });
 
-  it("without counting (the default) an unrelated certificate is not seen, and the identity is still the leaf's key", async () => {
-    const plain = await startServerOn(t.bmdb, t.pki);
-    try {
-      const stranger = await agentTls();
-      // The leaf first, the stranger's certificate unrelated: authenticated as the leaf's key.
-      const session = await rawSession(plain.publicAddress, { cert: agent.tls.cert + stranger.tls.cert, key: agent.tls.key });
-      expect((await rawCall(session, heartbeatBody({ machineId }))).code).toBe(0);
-      session.destroy();
-      // The stranger's certificate first (with the agent's key TLS fails: the key must match the leaf).
-      await expect(rawSession(plain.publicAddress, { cert: stranger.tls.cert + agent.tls.cert, key: agent.tls.key })).rejects.toThrow();
-    } finally {
-      await plain.stop();
-    }
+  it("a stranger's certificate first fails TLS itself: the key must match the leaf", async () => {
+    const stranger = await agentTls();
+    await expect(rawSession(t.server.publicAddress, { cert: stranger.tls.cert + agent.tls.cert, key: agent.tls.key })).rejects.toThrow();
   });
 
   it("never resumes a TLS session: every connection shows its certificate again", async () => {

@@ -30,7 +30,7 @@ export interface ServerFlags {
   agentMaxConnectionsPerIp: number;
   agentMaxHandshakes: number;
   agentHandshakeTimeout: number;
-  agentCountClientCertificates?: boolean;
+  agentClientCertificateCheck: "native" | "tap";
   agentIdleTimeout: number;
   agentMaxConnectionAge: number;
   agentKeepalive: number;
@@ -145,11 +145,13 @@ export const ServerConfig = {
           .default(10),
       )
       .addOption(
-        booleanOption(
-          "--agent-count-client-certificates",
-          "refuse a leaf sent with unrelated certificates by reading the client's TLS handshake (costs ~37% of the heartbeat ceiling)",
-          "BMAAS_AGENT_COUNT_CLIENT_CERTIFICATES",
-        ),
+        new Option(
+          "--agent-client-certificate-check <how>",
+          "how a leaf sent with unrelated certificates is refused: native (in OpenSSL's handshake; falls back to tap when not built) or tap (decrypting the handshake in JavaScript, ~37% of the heartbeat ceiling)",
+        )
+          .env("BMAAS_AGENT_CLIENT_CERTIFICATE_CHECK")
+          .choices(["native", "tap"])
+          .default("native"),
       )
       .addOption(
         new Option("--agent-idle-timeout <seconds>", "an agent connection without a call for this long is closed")
@@ -211,7 +213,7 @@ export const ServerConfig = {
         maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,
         maxHandshakes: flags.agentMaxHandshakes,
         handshakeTimeoutMs: Math.max(0.1, flags.agentHandshakeTimeout) * 1000,
-        countClientCertificates: !!flags.agentCountClientCertificates,
+        clientCertificateCheck: flags.agentClientCertificateCheck,
         idleTimeoutMs: Math.max(1, flags.agentIdleTimeout) * 1000,
         maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
         keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,

@@ -46,10 +46,10 @@ function sentChain(socket: TLSSocket, certificates: number): X509Certificate[] |
 
 /**
  * The identity of a TLS peer on the agent listener: a client certificate
- * carrying an Ed25519 key. `certificates` is how many the client sent:
- * counted from its TLS handshake (tls-client-flight.ts) with
- * --agent-count-client-certificates, else those Node shows (the ones that
- * chain to the leaf). Exactly one, not chain-verified: the TLS
+ * carrying an Ed25519 key. `certificates` is how many the client sent: those
+ * Node shows, once the native guard (tls-certificate-guard.ts) has refused in
+ * the handshake any that does not chain to the leaf; or, with the JavaScript
+ * tap, counted from its TLS handshake (tls-client-flight.ts). Exactly one, not chain-verified: the TLS
  * handshake already proved possession of its key, and the key is the identity
  * (the machine database decides whether it belongs to a machine). The one
  * exception is a chain that verifies against an enrollment CA

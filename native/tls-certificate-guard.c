@@ -1,0 +1,214 @@
+/*
+ * The agent listener's check that every certificate a TLS client sends belongs
+ * to the chain of its leaf, done inside OpenSSL's own handshake.
+ *
+ * Why native: Node shows a server only the client certificates that chain to
+ * the leaf (getPeerCertificate(true) drops the rest), and offers no hook into
+ * the handshake messages. Counting them from JavaScript means putting a
+ * JavaScript stream between TCP and TLS for the connection's whole life
+ * (server/tls-client-flight.ts), which costs ~2x the CPU of every TLS message.
+ * Here the count costs a function call per received TLS message and a parse of
+ * the Certificate message, once per connection.
+ *
+ * How: OpenSSL calls an ex_data "new" hook for every SSL object created after
+ * the hook is registered; the hook sets a message callback on it. That
+ * callback sees each handshake message in the clear, after decryption and
+ * before OpenSSL processes it. On a server SSL whose session carries the
+ * agent listener's session-id context (Node's `sessionIdContext` option, so
+ * other listeners and clients in the process are left alone), the client's
+ * Certificate message is parsed: if any certificate in it is not linked into
+ * the chain from the leaf (issuer by issuer, the same walk Node does), the
+ * SSL's verify callback is replaced by one that fails, so OpenSSL ends the
+ * handshake with a fatal alert before it returns to Node. The linked
+ * certificates are exactly those Node then shows, so JavaScript counts the
+ * client's certificates exactly (server/peer-identity.ts).
+ *
+ * Only public OpenSSL API, resolved against the OpenSSL inside the node
+ * binary (the addon links nothing else). Everything here runs on the thread
+ * that drives the SSL object: Node's main thread for its TLS sockets.
+ */
+#include <node_api.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
+#include <string.h>
+
+#define MAX_MARKER 32
+/* A client certificate message with more entries is refused without parsing. */
+#define MAX_CERTIFICATES 16
+
+static unsigned char marker[MAX_MARKER];
+static size_t marker_length = 0;
+static int installed = 0;
+static double checked = 0, refused = 0;
+
+static int refuse_chain(int ok, X509_STORE_CTX *ctx) {
+  (void)ok;
+  X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
+  return 0;
+}
+
+static int is_agent_listener(SSL *ssl) {
+  if (!SSL_is_server(ssl) || marker_length == 0) return 0;
+  SSL_SESSION *session = SSL_get_session(ssl);
+  if (session == NULL) return 0;
+  unsigned int length = 0;
+  const unsigned char *context = SSL_SESSION_get0_id_context(session, &length);
+  return length == marker_length && memcmp(context, marker, length) == 0;
+}
+
+static size_t be24(const unsigned char *p) { return ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2]; }
+
+/*
+ * 1 when every certificate of a TLS 1.3 Certificate message body is linked
+ * from the leaf, 0 when one is not or the message does not parse.
+ */
+static int all_linked(const unsigned char *p, size_t len) {
+  X509 *certs[MAX_CERTIFICATES];
+  int n = 0, ok = 0;
+  if (len < 1 || (size_t)p[0] + 4 > len) return 0;
+  size_t at = 1 + p[0];
+  size_t list = be24(p + at);
+  at += 3;
+  if (at + list != len) return 0;
+  while (at < len) {
+    if (n == MAX_CERTIFICATES || at + 3 > len) goto done;
+    size_t cert_length = be24(p + at);
+    at += 3;
+    if (at + cert_length + 2 > len) goto done;
+    const unsigned char *der = p + at;
+    certs[n] = d2i_X509(NULL, &der, (long)cert_length);
+    if (certs[n] == NULL || der != p + at + cert_length) {
+      if (certs[n] != NULL) n++;
+      goto done;
+    }
+    n++;
+    at += cert_length;
+    size_t extensions = ((size_t)p[at] << 8) | p[at + 1];
+    at += 2 + extensions;
+    if (at > len) goto done;
+  }
+  /* No certificate at all is the listener's to refuse, with a gRPC answer. */
+  if (n == 0) return 1;
+  /* Walk from the leaf: each step takes one remaining certificate that issued the current one. */
+  int remaining = n - 1, current = 0;
+  char used[MAX_CERTIFICATES] = {0};
+  used[0] = 1;
+  for (;;) {
+    int found = -1;
+    for (int i = 1; i < n; i++) {
+      if (!used[i] && X509_check_issued(certs[i], certs[current]) == X509_V_OK) {
+        found = i;
+        break;
+      }
+    }
+    if (found < 0) break;
+    used[found] = 1;
+    remaining--;
+    current = found;
+  }
+  ok = remaining == 0;
+done:
+  for (int i = 0; i < n; i++) X509_free(certs[i]);
+  return ok;
+}
+
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl, void *arg) {
+  (void)version;
+  (void)arg;
+  const unsigned char *p = buf;
+  if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 4 || p[0] != SSL3_MT_CERTIFICATE) return;
+  if (!is_agent_listener(ssl)) return;
+  checked++;
+  if (SSL_version(ssl) != TLS1_3_VERSION || !all_linked(p + 4, len - 4)) {
+    refused++;
+    SSL_set_verify(ssl, SSL_get_verify_mode(ssl), refuse_chain);
+  }
+}
+
+static void on_new_ssl(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)ptr;
+  (void)ad;
+  (void)idx;
+  (void)argl;
+  (void)argp;
+  if (parent != NULL) SSL_set_msg_callback((SSL *)parent, on_message);
+}
+
+#define CHECK(call) \
+  if ((call) != napi_ok) return NULL
+
+/*
+ * install(marker: Buffer): true once installed. The marker is the session-id
+ * context of the listener to guard; one per process.
+ */
+static napi_value install(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  size_t length = 0;
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok || length == 0 || length > MAX_MARKER) {
+    napi_throw_type_error(env, NULL, "install(marker: Buffer of 1-32 bytes)");
+    return NULL;
+  }
+  if (installed && (length != marker_length || memcmp(data, marker, length) != 0)) {
+    napi_throw_error(env, NULL, "the TLS certificate guard is already installed with another marker");
+    return NULL;
+  }
+  memcpy(marker, data, length);
+  marker_length = length;
+  if (!installed) {
+    if (CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, on_new_ssl, NULL, NULL) < 0) {
+      napi_throw_error(env, NULL, "OpenSSL refused a new SSL ex_data index");
+      return NULL;
+    }
+    installed = 1;
+  }
+  CHECK(napi_get_boolean(env, true, &result));
+  return result;
+}
+
+/* stats(): { checked, refused } client Certificate messages on the agent listener. */
+static napi_value stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result, value;
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_double(env, checked, &value));
+  CHECK(napi_set_named_property(env, result, "checked", value));
+  CHECK(napi_create_double(env, refused, &value));
+  CHECK(napi_set_named_property(env, result, "refused", value));
+  return result;
+}
+
+/*
+ * allLinked(body: Buffer): boolean, the check itself on a TLS 1.3 Certificate
+ * message body (without its 4-byte header), for tests and fuzzing.
+ */
+static napi_value all_linked_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], result;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  size_t length = 0;
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &data, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "allLinked(body: Buffer)");
+    return NULL;
+  }
+  CHECK(napi_get_boolean(env, all_linked(data, length), &result));
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_value fn;
+  CHECK(napi_create_function(env, "allLinked", NAPI_AUTO_LENGTH, all_linked_js, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "allLinked", fn));
+  CHECK(napi_create_function(env, "install", NAPI_AUTO_LENGTH, install, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "install", fn));
+  CHECK(napi_create_function(env, "stats", NAPI_AUTO_LENGTH, stats, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "stats", fn));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
