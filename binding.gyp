@@ -4,6 +4,11 @@
       "target_name": "tls_certificate_guard",
       "sources": ["native/tls-certificate-guard.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "memory_trim",
+      "sources": ["native/memory-trim.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

@@ -24,6 +24,7 @@ export interface ServerFlags {
   webListen: string;
   fleetStatsRefresh: number;
   staleSweepInterval: number;
+  memoryTrimInterval: number;
   watchMaxQueued: number;
   agentMaxRequestBytes: number;
   agentMaxConnections: number;
@@ -110,6 +111,12 @@ export const ServerConfig = {
       .addOption(
         new Option("--stale-sweep-interval <seconds>", "how often machines that stopped heartbeating are recorded as stale (0: never)")
           .env("BMAAS_STALE_SWEEP_INTERVAL")
+          .argParser(seconds)
+          .default(30),
+      )
+      .addOption(
+        new Option("--memory-trim-interval <seconds>", "how often memory freed inside the process is given back to the OS (glibc malloc_trim; 0: never)")
+          .env("BMAAS_MEMORY_TRIM_INTERVAL")
           .argParser(seconds)
           .default(30),
       )
@@ -206,6 +213,7 @@ export const ServerConfig = {
       ...(flags.webListen && { webListenAddress: flags.webListen }),
       fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
       staleSweepIntervalMs: flags.staleSweepInterval * 1000,
+      memoryTrimIntervalMs: flags.memoryTrimInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),
       agentMaxRequestBytes: flags.agentMaxRequestBytes,
       agentLimits: {

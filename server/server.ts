@@ -15,6 +15,7 @@ import { listenForAgents, type AgentListener, type AgentListenerLimits } from ".
 import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
 import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
+import { startMemoryTrim } from "./memory-trim.js";
 import { implement, serviceDefinition } from "../lib/grpc-adapter.js";
 import { boundAddress, listen, parseListenAddress, stopListening } from "./listen.js";
 import { operatorHandlers } from "./operator-service.js";
@@ -57,6 +58,8 @@ export interface ServerOptions {
   fleetStatsRefreshMs?: number;
   /** How often machines that stopped heartbeating are looked for (0: never). */
   staleSweepIntervalMs?: number;
+  /** How often freed memory is given back to the OS (0: never; memory-trim.ts). Default 30 s. */
+  memoryTrimIntervalMs?: number;
   /** Events a watcher may fall behind before it is dropped. */
   watchMaxQueued?: number;
   bmdb: Bmdb;
@@ -286,6 +289,9 @@ export class BmaasServer {
           ),
         );
       }
+
+      const trim = startMemoryTrim(options.memoryTrimIntervalMs ?? 30_000, logger);
+      if (trim) jobs.push(trim);
 
       const server = new BmaasServer({
         publicAddress: boundAddress(agents.server),

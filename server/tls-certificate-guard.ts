@@ -1,6 +1,4 @@
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { loadNativeAddon } from "../lib/native-addon.js";
 
 // The native guard (native/tls-certificate-guard.c, built by node-gyp at
 // `npm install`): OpenSSL itself refuses, during the handshake, a client
@@ -29,10 +27,6 @@ export interface CertificateGuard {
   allLinked(body: Buffer): boolean;
 }
 
-// Two homes for one file: the sources run from the repository (tests), the
-// build from dist/, one directory deeper.
-const CANDIDATES = ["../build/Release/tls_certificate_guard.node", "../../build/Release/tls_certificate_guard.node"];
-
 let loaded: { guard?: CertificateGuard; error?: string } | undefined;
 
 /**
@@ -42,14 +36,13 @@ let loaded: { guard?: CertificateGuard; error?: string } | undefined;
  */
 export function certificateGuard(): { guard?: CertificateGuard; error?: string } {
   if (loaded) return loaded;
-  const path = CANDIDATES.map((c) => fileURLToPath(new URL(c, import.meta.url))).find((p) => existsSync(p));
-  if (!path) return (loaded = { error: "native/tls-certificate-guard.c was not built (npm install runs node-gyp)" });
+  const { addon, error } = loadNativeAddon<GuardAddon>("tls_certificate_guard");
+  if (!addon) return (loaded = { error: error! });
   try {
-    const addon = createRequire(import.meta.url)(path) as GuardAddon;
     addon.install(Buffer.from(GUARD_MARKER));
     loaded = { guard: { stats: () => addon.stats(), allLinked: (body) => addon.allLinked(body) } };
   } catch (err) {
-    loaded = { error: `the native TLS certificate guard did not load: ${(err as Error).message}` };
+    loaded = { error: `the native TLS certificate guard did not install: ${(err as Error).message}` };
   }
   return loaded;
 }
