@@ -118,7 +118,7 @@ export const ServerConfig = {
         new Option("--memory-trim-interval <seconds>", "how often memory freed inside the process is given back to the OS (glibc malloc_trim; 0: never)")
           .env("BMAAS_MEMORY_TRIM_INTERVAL")
           .argParser(seconds)
-          .default(30),
+          .default(10),
       )
       .addOption(
         new Option("--watch-max-queued <events>", "events a WatchMachines client may fall behind before it is dropped")

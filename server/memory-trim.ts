@@ -6,8 +6,8 @@ import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
 // (native/memory-trim.c). Without it the server's RSS keeps the high-water
 // mark of every burst: PGlite's compilation and query work in its worker
 // thread, a reconnect storm's handshakes. A trim walks the free lists of
-// every arena: a few milliseconds on the main thread for a heap of hundreds
-// of MB, measured and logged at debug level with what it gave back.
+// every arena on the main thread: measured 1.5 ms with little to give back
+// and 24 ms for 190 MiB (memory-trim.test.ts), so every 10 s by default.
 
 interface TrimAddon {
   trim(): boolean;

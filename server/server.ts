@@ -58,7 +58,7 @@ export interface ServerOptions {
   fleetStatsRefreshMs?: number;
   /** How often machines that stopped heartbeating are looked for (0: never). */
   staleSweepIntervalMs?: number;
-  /** How often freed memory is given back to the OS (0: never; memory-trim.ts). Default 30 s. */
+  /** How often freed memory is given back to the OS (0: never; memory-trim.ts). Default 10 s. */
   memoryTrimIntervalMs?: number;
   /** Events a watcher may fall behind before it is dropped. */
   watchMaxQueued?: number;
@@ -290,7 +290,7 @@ export class BmaasServer {
         );
       }
 
-      const trim = startMemoryTrim(options.memoryTrimIntervalMs ?? 30_000, logger);
+      const trim = startMemoryTrim(options.memoryTrimIntervalMs ?? 10_000, logger);
       if (trim) jobs.push(trim);
 
       const server = new BmaasServer({
