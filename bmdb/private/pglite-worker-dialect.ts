@@ -123,7 +123,12 @@ export class PGliteWorkerClient {
   /** Starts the worker; dataDir undefined: in memory. */
   constructor(dataDir: string | undefined) {
     const data: WorkerData = { dataDir };
-    this.#worker = new Worker(workerEntry(), { workerData: data });
+    // A small young generation: the worker's JavaScript is a thin loop around
+    // PGlite whose garbage is short-lived result rows, and V8's default (as for
+    // the main thread) ends up fully touched. Measured over 170,000 batched
+    // heartbeats: the same throughput, 74 MiB less RSS (312 -> 238 MiB after a
+    // memory trim).
+    this.#worker = new Worker(workerEntry(), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     // Idle, the worker must not keep the process alive (an in-process PGlite
     // did not); it is referenced while it starts and while requests are pending.
     this.#starting = true;
