@@ -479,10 +479,17 @@ class ServerProcess {
     const failed = this.exited.then(() => {
       throw new Error(`${this.label} server exited before it was ready:\n${this.stderr.join("").trim()}`);
     });
-    const timeout = sleep(180_000).then(() => {
-      throw new Error(`${this.label} server not ready after 180 s:\n${this.stderr.join("").trim()}`);
+    // Cleared once settled: a pending 180 s timer per server kept the bench
+    // alive for minutes after it had printed its summary.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${this.label} server not ready after 180 s:\n${this.stderr.join("").trim()}`)), 180_000);
     });
-    await Promise.race([ready, failed, timeout]);
+    try {
+      await Promise.race([ready, failed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     this.#sampler = setInterval(() => {
       const rss = this.status("VmRSS");
       if (rss) this.samples.push({ t: Date.now(), rss });
