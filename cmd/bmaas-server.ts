@@ -53,24 +53,28 @@ async function main(): Promise<void> {
   }
 
   const logger = pino({ level: config.logLevel, base: { svc: NAME } });
-  let bmdb: Bmdb;
-  try {
-    // Said once per change, not once per failed call.
-    bmdb = await openBmdb(db.url, {
-      ...db.options,
-      onDatabaseState: (state, reason) =>
-        state === "up" ? logger.info("database reachable again") : logger.error({ reason }, "database unreachable: answering UNAVAILABLE until it is back"),
-    });
-  } catch (e) {
-    fail(NAME, `cannot open database: ${(e as Error).message}`);
-  }
+  // Said once per change, not once per failed call.
+  const opening = openBmdb(db.url, {
+    ...db.options,
+    onDatabaseState: (state, reason) =>
+      state === "up" ? logger.info("database reachable again") : logger.error({ reason }, "database unreachable: answering UNAVAILABLE until it is back"),
+  });
+  // The server starts its agent listener while the database opens (PGlite
+  // takes seconds), and serves heartbeats once it is open.
   let server: BmaasServer;
   try {
-    server = await BmaasServer.start({ ...config, bmdb, logger });
+    server = await BmaasServer.start({ ...config, bmdb: opening, logger });
   } catch (e) {
+    let bmdb: Bmdb;
+    try {
+      bmdb = await opening;
+    } catch (openError) {
+      fail(NAME, `cannot open database: ${(openError as Error).message}`);
+    }
     await bmdb.close().catch(() => {});
     fail(NAME, (e as Error).message);
   }
+  const bmdb = await opening;
   if (config.devCerts) process.stdout.write(devBanner(config, server) + "\n");
 
   let stopping = false;

@@ -13,6 +13,10 @@ import { Code, WireStatus } from "./grpc-wire.js";
 // the code gRPC clients treat as "retry later"; RESOURCE_EXHAUSTED stays for
 // requests that are too large). A queued call whose caller has gone (cancelled,
 // deadline passed) is dropped before it reaches the database.
+//
+// The database may still be opening when the queue is made (the server takes
+// agents' TLS handshakes while PGlite starts, see server.ts): heartbeats then
+// wait here, within the same bounds, and go in once it is open.
 
 export interface HeartbeatQueueOptions {
   /** Heartbeats queued or being written at once. */
@@ -54,14 +58,29 @@ export class HeartbeatQueue {
   #refilledAt = Date.now();
   /** Recent throughput estimate (heartbeats/ms), for pushback hints. */
   #rate = 1;
+  /** The database once open; until then batches wait. */
+  #bmdb: Bmdb | undefined;
+  readonly #opened: Promise<Bmdb>;
 
   constructor(
-    private readonly bmdb: Bmdb,
+    bmdb: Bmdb | Promise<Bmdb>,
     private readonly options: HeartbeatQueueOptions,
     /** Connected agents, for the pushback a budget gives. */
     private readonly connectedAgents: () => number,
   ) {
     this.#tokens = this.#burst();
+    this.#opened = Promise.resolve(bmdb);
+    this.#opened.then(
+      (db) => {
+        this.#bmdb = db;
+        this.#pump();
+      },
+      (error: unknown) => {
+        // The server does not start without its database; callers waiting meanwhile hear UNAVAILABLE.
+        const unavailable = error instanceof DatabaseUnavailableError ? error : new DatabaseUnavailableError("open database", error);
+        for (const w of this.#waiting.splice(0)) w.reject(unavailable);
+      },
+    );
   }
 
   get inflight(): number {
@@ -123,7 +142,7 @@ export class HeartbeatQueue {
     // An enrollment claim may admit the key: its own transaction too (once per connection).
     if (input.hardwareReport || input.installationReport || input.enrollment) {
       this.counters.single++;
-      return done(this.bmdb.heartbeat(input));
+      return done(this.#opened.then((db) => db.heartbeat(input)));
     }
     return done(
       new Promise<HeartbeatResult | undefined>((resolve, reject) => {
@@ -134,7 +153,7 @@ export class HeartbeatQueue {
   }
 
   #pump(): void {
-    while (this.#running < this.options.concurrency && this.#waiting.length > 0) {
+    while (this.#bmdb && this.#running < this.options.concurrency && this.#waiting.length > 0) {
       const batch = this.#take();
       if (batch.length === 0) continue;
       this.#running++;
@@ -169,11 +188,12 @@ export class HeartbeatQueue {
   }
 
   async #write(batch: Waiting[]): Promise<void> {
+    const db = this.#bmdb!;
     this.counters.batches++;
     this.counters.batchedHeartbeats += batch.length;
     let outcomes: BatchOutcome[];
     try {
-      outcomes = await this.bmdb.heartbeatBatch(batch.map((w) => w.input));
+      outcomes = await db.heartbeatBatch(batch.map((w) => w.input));
     } catch (error) {
       if (error instanceof DatabaseUnavailableError || batch.length === 1) {
         batch.forEach((w) => w.reject(error));
@@ -181,7 +201,7 @@ export class HeartbeatQueue {
       }
       // Something in the batch broke the statement: one by one, so that only
       // the heartbeat at fault fails and its neighbours are recorded.
-      await Promise.all(batch.map((w) => this.bmdb.heartbeatBatch([w.input]).then(([o]) => w.resolve(o), w.reject)));
+      await Promise.all(batch.map((w) => db.heartbeatBatch([w.input]).then(([o]) => w.resolve(o), w.reject)));
       return;
     }
     batch.forEach((w, i) => w.resolve(outcomes[i]));

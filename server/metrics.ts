@@ -41,14 +41,13 @@ export class ServerMetrics {
   readonly #fleetAge: Gauge;
   #job: BackgroundJob | undefined;
   #refreshedAt = 0;
+  /** Set by watchDatabase once the database is open (the agent listener starts before). */
+  #bmdb: Bmdb | undefined;
 
-  constructor(
-    private readonly bmdb: Bmdb,
-    private readonly logger: Logger,
-  ) {
+  constructor(private readonly logger: Logger) {
     const r = this.registry;
     collectDefaultMetrics({ register: r });
-    const stats = (k: keyof TransactionStats) => () => bmdb.stats[k];
+    const stats = (k: keyof TransactionStats) => () => this.#bmdb?.stats[k] ?? 0;
     mirrorCounter(r, "bmdb_transaction_executed", "Machine database transactions committed.", stats("executed"));
     mirrorCounter(r, "bmdb_transaction_retried", "Transaction attempts repeated after a serialization failure.", stats("retried"));
     mirrorCounter(r, "bmdb_transaction_failed", "Transactions that failed for a database reason, after retries.", stats("failed"));
@@ -68,6 +67,11 @@ export class ServerMetrics {
     this.#hwThreads = hw("bmaas_fleet_hardware_cpu_threads", "CPU hardware threads reported, by provider and location.");
     this.#hwMemory = hw("bmaas_fleet_hardware_memory_bytes", "Installed memory reported, by provider and location.");
     this.#fleetAge = new Gauge({ name: "bmaas_fleet_stats_age_seconds", help: "Age of the fleet gauges.", registers: [r], collect: () => this.#ageNow() });
+  }
+
+  /** The database whose transaction counters and fleet gauges are exported. */
+  watchDatabase(bmdb: Bmdb): void {
+    this.#bmdb = bmdb;
   }
 
   /** Gauges and counters of the agent listener and the heartbeat queue, read at scrape time. */
@@ -117,7 +121,8 @@ export class ServerMetrics {
 
   /** Recomputes the fleet gauges now. */
   async refreshFleet(): Promise<void> {
-    const s = await this.bmdb.fleetStats();
+    if (!this.#bmdb) return;
+    const s = await this.#bmdb.fleetStats();
     const c = s.counters;
     const states: [string, number][] = [
       ["all", c.machines],

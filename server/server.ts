@@ -62,7 +62,12 @@ export interface ServerOptions {
   memoryTrimIntervalMs?: number;
   /** Events a watcher may fall behind before it is dropped. */
   watchMaxQueued?: number;
-  bmdb: Bmdb;
+  /**
+   * The machine database, or the promise of it while it opens: the agent
+   * listener then starts at once (TLS handshakes go on while PGlite starts,
+   * heartbeats wait in the queue), everything else once it is open.
+   */
+  bmdb: Bmdb | Promise<Bmdb>;
   logger: Logger;
 }
 
@@ -183,16 +188,19 @@ export class BmaasServer {
   }
 
   static async start(options: ServerOptions): Promise<BmaasServer> {
-    const { bmdb, logger } = options;
+    const { logger } = options;
     const toStatus = statusMapper(logger);
-    const metrics = new ServerMetrics(bmdb, logger);
+    const metrics = new ServerMetrics(logger);
     const observe = metrics.observe.bind(metrics);
     // What is running so far; on any failure below all of it is shut down.
     const running: Running = { listeners: [], metrics, stopping: new AbortController(), jobs: [] };
     let web: WebView | undefined;
+    const opening = Promise.resolve(options.bmdb);
+    // Handled by the await below; a listen failure must not leave it unhandled.
+    opening.catch(() => {});
     try {
       let connected = () => 0;
-      const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
+      const queue = new HeartbeatQueue(opening, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
       const observeHeartbeat = (code: grpc.status, seconds: number) => observe(AgentCallback.typeName, "Heartbeat", code, seconds);
       const agents = (running.agents = await listenForAgents({
         address: parseListenAddress(options.publicListenAddress),
@@ -215,6 +223,13 @@ export class BmaasServer {
       }));
       const agentCounts = agents.counts;
       connected = () => agentCounts.authenticated;
+      // A restarted server's fleet reconnects at once. Opening PGlite (WASM
+      // compile, recovery) takes seconds on its worker thread: the handshakes
+      // (main thread) overlap it instead of waiting behind it, and agents are
+      // not sent into back-off by refused connections meanwhile.
+      logger.info({ public: boundAddress(agents.server) }, "agent listener open");
+      const bmdb = await opening;
+      metrics.watchDatabase(bmdb);
       metrics.watchAgents(agentCounts, queue);
 
       const internalGrpc = (running.internalGrpc = new grpc.Server({ "grpc.max_receive_message_length": options.maxRequestBytes }));

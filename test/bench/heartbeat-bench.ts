@@ -22,7 +22,7 @@
 //              p50/p99, errors by code, server RSS (max during the steady phase, peak)
 //   reconnect  after the fleet's steady phase: SIGTERM the server, start it
 //              again on the same database and port; time until every agent was
-//              served again (from the new server's "listening", and from the
+//              served again (from the new server's agent listener opening, and from the
 //              old one's exit), agents never served again (database targets)
 //   overload   the server with --heartbeat-budget BENCH_BUDGET, the fleet
 //              offering 2 × budget open loop: OK/s, p99 of OK, counts by code,
@@ -60,7 +60,7 @@
 // open-file limit above BENCH_FLEET (+ margin); children are started with their
 // soft limit raised to the hard one.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
+import { createPrivateKey, createPublicKey, randomBytes, randomUUID } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -290,16 +290,25 @@ interface Fleet {
   keysHex: string[];
 }
 
+/** DER of an Ed25519 PKCS#8 private key up to its 32-byte seed (RFC 8410). */
+const ED25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+
 function makeFleet(n: number, file: string): Fleet {
   const ids: string[] = [];
   const keysHex: string[] = [];
   const lines: string[] = [];
   for (let i = 0; i < n; i++) {
-    const jwk = generateKeyPairSync("ed25519").privateKey.export({ format: "jwk" });
+    // A random seed and its public key, without generateKeyPairSync: on
+    // Node 20, exporting thousands of its keys as JWK sometimes deadlocked the
+    // bench at start (a GC inside ExportJWK ran a KeyGenJob destructor that
+    // waits for the mutex ExportJWK holds; seen twice in gdb).
+    const seed = randomBytes(32);
+    const privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
+    const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
     const id = randomUUID();
     ids.push(id);
-    keysHex.push(Buffer.from(jwk.x!, "base64url").toString("hex"));
-    lines.push(`${id} ${Buffer.from(jwk.d!, "base64url").toString("hex")}`);
+    keysHex.push(spki.subarray(spki.length - 32).toString("hex"));
+    lines.push(`${id} ${seed.toString("hex")}`);
   }
   writeFileSync(file, lines.join("\n") + "\n");
   return { ids, keysHex };
@@ -393,7 +402,10 @@ class ServerProcess {
 
   publicAddress = "";
   metricsAddress = "";
+  /** When every listener was up (and the database open). */
   listeningAt = 0;
+  /** When the agent listener opened; 0 for a server that does not say. */
+  agentsListeningAt = 0;
 
   get pid(): number {
     return this.child.pid!;
@@ -428,6 +440,9 @@ class ServerProcess {
         if (!line.startsWith("{")) return;
         try {
           const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string };
+          // The agent port opens before the database is ready (server.ts):
+          // agents can connect from then on.
+          if (m.msg === "agent listener open" && !p.agentsListeningAt) p.agentsListeningAt = Date.now();
           if (m.msg === "listening" && m.public) {
             p.publicAddress = m.public;
             p.metricsAddress = m.metrics ?? "";
@@ -464,10 +479,17 @@ class ServerProcess {
     const failed = this.exited.then(() => {
       throw new Error(`${this.label} server exited before it was ready:\n${this.stderr.join("").trim()}`);
     });
-    const timeout = sleep(180_000).then(() => {
-      throw new Error(`${this.label} server not ready after 180 s:\n${this.stderr.join("").trim()}`);
+    // Cleared once settled: a pending 180 s timer per server kept the bench
+    // alive for minutes after it had printed its summary.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${this.label} server not ready after 180 s:\n${this.stderr.join("").trim()}`)), 180_000);
     });
-    await Promise.race([ready, failed, timeout]);
+    try {
+      await Promise.race([ready, failed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
     this.#sampler = setInterval(() => {
       const rss = this.status("VmRSS");
       if (rss) this.samples.push({ t: Date.now(), rss });
@@ -574,7 +596,17 @@ interface FleetResult {
   rssSteadyMax: number;
   rssAfterConnect: number;
   hwm: number;
-  reconnect?: { phase: Phase; fromListeningS?: number; fromExitS?: number; shutdownMs: number; restartMs: number; counters?: Counters };
+  reconnect?: {
+    phase: Phase;
+    /** From the new server's agent listener opening (older servers: from "listening"). */
+    fromListeningS?: number;
+    fromExitS?: number;
+    /** How long after the agent listener opened the database was ready. */
+    databaseReadyS: number;
+    shutdownMs: number;
+    restartMs: number;
+    counters?: Counters;
+  };
 }
 interface TargetResults {
   target: string;
@@ -687,7 +719,8 @@ async function runFleet(
       const allServed = out.reconnect.failed_for_good === 0 && last !== undefined;
       result.reconnect = {
         phase: out.reconnect,
-        fromListeningS: allServed ? Math.max(0, last - r.server.listeningAt) / 1000 : undefined,
+        fromListeningS: allServed ? Math.max(0, last - (r.server.agentsListeningAt || r.server.listeningAt)) / 1000 : undefined,
+        databaseReadyS: (r.server.listeningAt - (r.server.agentsListeningAt || r.server.listeningAt)) / 1000,
         fromExitS: allServed ? out.reconnect.all_served_s : undefined,
         shutdownMs: r.shutdownMs,
         restartMs: r.restartMs,
@@ -797,7 +830,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
         codes(rc.phase),
         rc.phase.failed_for_good
           ? `NOT ALL SERVED: ${fmt(rc.phase.failed_for_good)} failed for good after ${S.giveupSeconds} s`
-          : `all served ${fmt(rc.fromListeningS, 1)} s after the new server listened (${fmt(rc.fromExitS, 1)} s after the old one exited); shutdown ${fmt(rc.shutdownMs / 1000, 1)} s, start ${fmt(rc.restartMs / 1000, 1)} s`,
+          : `all served ${fmt(rc.fromListeningS, 1)} s after the new server listened (${fmt(rc.fromExitS, 1)} s after the old one exited); shutdown ${fmt(rc.shutdownMs / 1000, 1)} s, start ${fmt(rc.restartMs / 1000, 1)} s, database ready ${fmt(rc.databaseReadyS, 1)} s after the agent listener opened`,
       ]);
     }
   };

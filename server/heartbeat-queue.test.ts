@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import { DatabaseUnavailableError, type BatchOutcome, type Bmdb, type HeartbeatInput } from "../bmdb/index.js";
+import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue } from "./heartbeat-queue.js";
+
+// The queue before its database is open (server.ts starts the agent listener
+// while PGlite opens): heartbeats wait, within the usual bounds, and go in
+// once it is open; if it never opens they hear UNAVAILABLE.
+
+/** A database that records every batch and authenticates everybody. */
+function fakeBmdb(batches: string[][]): Bmdb {
+  const db = {
+    heartbeatBatch: (batch: readonly HeartbeatInput[]): Promise<BatchOutcome[]> => {
+      batches.push(batch.map((h) => h.machineId));
+      return Promise.resolve(batch.map(() => ({ authenticated: true, installationRequest: null })));
+    },
+  };
+  return db as unknown as Bmdb;
+}
+
+const input = (machineId: string): HeartbeatInput => ({ machineId, publicKey: new Uint8Array(32) });
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+describe("HeartbeatQueue while the database opens", () => {
+  it("keeps heartbeats until the database is open, then writes them together; callers gone meanwhile are dropped", async () => {
+    const batches: string[][] = [];
+    const opening = deferred<Bmdb>();
+    const queue = new HeartbeatQueue(opening.promise, DEFAULT_QUEUE_OPTIONS, () => 0);
+    let aliveB = true;
+    const a = queue.submit(input("a"), () => true);
+    const b = queue.submit(input("b"), () => aliveB);
+    const c = queue.submit(input("c"), () => true);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(batches).toEqual([]);
+    expect(queue.inflight).toBe(3);
+    aliveB = false;
+    opening.resolve(fakeBmdb(batches));
+    expect(await a).toEqual({ authenticated: true, installationRequest: null });
+    expect(await b).toBeUndefined();
+    expect(await c).toEqual({ authenticated: true, installationRequest: null });
+    expect(batches).toEqual([["a", "c"]]);
+    expect(queue.counters.droppedGone).toBe(1);
+    expect(queue.inflight).toBe(0);
+  });
+
+  it("counts waiting heartbeats against the in-flight bound", () => {
+    const queue = new HeartbeatQueue(new Promise<Bmdb>(() => {}), { ...DEFAULT_QUEUE_OPTIONS, maxInflight: 2 }, () => 0);
+    expect(queue.admit()).toBeUndefined();
+    void queue.submit(input("a"), () => true);
+    expect(queue.admit()).toBeUndefined();
+    void queue.submit(input("b"), () => true);
+    expect(queue.admit()?.code).toBe(14);
+  });
+
+  it("fails waiting heartbeats as unavailable when the database cannot be opened", async () => {
+    const opening = deferred<Bmdb>();
+    const queue = new HeartbeatQueue(opening.promise, DEFAULT_QUEUE_OPTIONS, () => 0);
+    const waiting = queue.submit(input("a"), () => true);
+    opening.reject(new Error("disk on fire"));
+    await expect(waiting).rejects.toBeInstanceOf(DatabaseUnavailableError);
+    expect(queue.inflight).toBe(0);
+  });
+});
