@@ -27,6 +27,13 @@ export interface ConnectionLimits {
   /** From the start of the handshake to its end, absolute. Unauthenticated connections never live longer. */
   handshakeTimeoutMs: number;
   /**
+   * How long a connection may wait, unread, for a handshake slot. Longer than
+   * the handshake: a waiting connection holds only its socket, and one closed
+   * while waiting sends its agent into back-off (grpc-go gives up dialing
+   * after 20 s by itself).
+   */
+  waitTimeoutMs: number;
+  /**
    * How every certificate a client sends is counted, so that a leaf sent with
    * unrelated certificates is refused. "native": OpenSSL refuses, in the
    * handshake, a Certificate message with a certificate that does not chain
@@ -45,6 +52,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxConnectionsPerAddress: 4096,
   maxHandshakes: 1024,
   handshakeTimeoutMs: 10_000,
+  waitTimeoutMs: 20_000,
   clientCertificateCheck: "native",
 };
 
@@ -203,10 +211,10 @@ export class ConnectionGate {
     // handshake cap sends those agents into back-off, and the storm then ends
     // with an idle server waiting for their retries; so they wait here
     // instead, unread (a waiting socket costs no TLS state), and take the
-    // next free slot in arrival order. Waiting is bounded like the handshake.
+    // next free slot in arrival order. Waiting is bounded too.
     c.waiting++;
     this.#waiting.add(socket);
-    const gaveUp = setTimeout(() => socket.destroy(), this.limits.handshakeTimeoutMs);
+    const gaveUp = setTimeout(() => socket.destroy(), this.limits.waitTimeoutMs);
     socket.once("close", () => {
       clearTimeout(gaveUp);
       if (this.#waiting.delete(socket)) c.waiting--;

@@ -31,6 +31,7 @@ export interface ServerFlags {
   agentMaxConnectionsPerIp: number;
   agentMaxHandshakes: number;
   agentHandshakeTimeout: number;
+  agentHandshakeWait: number;
   agentClientCertificateCheck: "native" | "tap";
   agentIdleTimeout: number;
   agentMaxConnectionAge: number;
@@ -152,6 +153,12 @@ export const ServerConfig = {
           .default(10),
       )
       .addOption(
+        new Option("--agent-handshake-wait <seconds>", "how long a connection may wait, unread, for a handshake slot (past --agent-max-handshakes)")
+          .env("BMAAS_AGENT_HANDSHAKE_WAIT")
+          .argParser(seconds)
+          .default(20),
+      )
+      .addOption(
         new Option(
           "--agent-client-certificate-check <how>",
           "how a leaf sent with unrelated certificates is refused: native (in OpenSSL's handshake; falls back to tap when not built) or tap (decrypting the handshake in JavaScript, ~37% of the heartbeat ceiling)",
@@ -221,6 +228,7 @@ export const ServerConfig = {
         maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,
         maxHandshakes: flags.agentMaxHandshakes,
         handshakeTimeoutMs: Math.max(0.1, flags.agentHandshakeTimeout) * 1000,
+        waitTimeoutMs: Math.max(0.1, flags.agentHandshakeWait) * 1000,
         clientCertificateCheck: flags.agentClientCertificateCheck,
         idleTimeoutMs: Math.max(1, flags.agentIdleTimeout) * 1000,
         maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
