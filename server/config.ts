@@ -147,7 +147,7 @@ export const ServerConfig = {
           .default(1024),
       )
       .addOption(
-        new Option("--agent-handshake-timeout <seconds>", "absolute time for a TLS handshake, and at most as long to wait for a handshake slot; an unauthenticated connection lives no longer than both")
+        new Option("--agent-handshake-timeout <seconds>", "absolute time for a TLS handshake; an unauthenticated connection lives no longer than its wait for a slot plus this")
           .env("BMAAS_AGENT_HANDSHAKE_TIMEOUT")
           .argParser(seconds)
           .default(10),
