@@ -42,13 +42,10 @@ export function trimMemory(logger: Logger): TrimResult | undefined {
   return { released, rssBefore, rssAfter: process.memoryUsage.rss(), ms: performance.now() - started };
 }
 
-/** Trims every intervalMs (0: never), first after one interval. */
+/** Trims now and every intervalMs after (0: never). */
 export function startMemoryTrim(intervalMs: number, logger: Logger): BackgroundJob | undefined {
   if (intervalMs <= 0 || !trimAddon(logger)) return undefined;
-  let first = true;
   return startBackgroundJob(intervalMs, async () => {
-    // The first run comes at once (startBackgroundJob); the server is still starting then.
-    if (first) return void (first = false);
     const r = trimMemory(logger);
     if (r) logger.debug({ freedMiB: Math.round((r.rssBefore - r.rssAfter) / 1048576), rssMiB: Math.round(r.rssAfter / 1048576), ms: Number(r.ms.toFixed(1)) }, "memory trimmed");
   });
