@@ -66,8 +66,14 @@ describe("native TLS certificate guard", () => {
     expect(guard.allLinked(Buffer.concat([good, Buffer.of(0)]))).toBe(false);
     // A context length past the end.
     expect(guard.allLinked(Buffer.of(200, 0, 0, 0))).toBe(false);
-    // Garbage where the certificate should be.
-    expect(guard.allLinked(certificateMessage([Buffer.from("not a certificate")]))).toBe(false);
+    // Garbage where a certificate should be, beside a real one, either way round.
+    expect(guard.allLinked(certificateMessage([leaf, Buffer.from("not a certificate")]))).toBe(false);
+    expect(guard.allLinked(certificateMessage([Buffer.from("not a certificate"), leaf]))).toBe(false);
+    // A certificate with bytes after its DER inside its entry.
+    expect(guard.allLinked(certificateMessage([chain[0]!, Buffer.concat([chain[1]!, Buffer.of(0)])]))).toBe(false);
+    // A single entry is not parsed here (OpenSSL parses it next and fails the
+    // handshake itself if it is no certificate): only its framing is checked.
+    expect(guard.allLinked(certificateMessage([Buffer.from("not a certificate")]))).toBe(true);
     // More than 16 entries is refused without parsing them.
     expect(guard.allLinked(certificateMessage(Array.from({ length: 17 }, () => chain[1]!)))).toBe(false);
   });

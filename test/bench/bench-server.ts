@@ -33,3 +33,5 @@ const agents = await listenForAgents({
   logger: pino({ level: "silent" }),
 });
 process.send!({ kind: "ready", address: boundAddress(agents.server) } satisfies BenchReply);
+// Exit normally on SIGTERM, so that node flags such as --cpu-prof write their output.
+process.once("SIGTERM", () => process.exit(0));

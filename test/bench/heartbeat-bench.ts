@@ -114,6 +114,9 @@ const S = {
 };
 if (!S.scenarios.has("large")) S.large = false;
 
+// Node flags for every server process, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+
 const REPO = resolve(import.meta.dirname, "../../..");
 const DIST = resolve(import.meta.dirname, "../..");
 const SERVER_JS = join(DIST, "cmd", "bmaas-server.js");
@@ -414,8 +417,7 @@ class ServerProcess {
   /** The real bmaas-server binary on the given database. */
   static async bmaas(label: string, url: string, certsDir: string, publicListen: string, extra: string[]): Promise<ServerProcess> {
     const args = [
-      // e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server
-      ...(process.env.BENCH_NODE_ARGS ? process.env.BENCH_NODE_ARGS.split(" ") : []),
+      ...NODE_ARGS,
       SERVER_JS,
       "--dev-certs",
       certsDir,
@@ -460,7 +462,7 @@ class ServerProcess {
 
   /** The empty-handler ceiling: test/bench/bench-server.js empty '<pki json>'. */
   static async ceiling(pki: { cert: string; key: string; ca: string }): Promise<ServerProcess> {
-    const child = spawnWithFds(nofile, process.execPath, [CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "ignore", "pipe", "ipc"]);
+    const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "ignore", "pipe", "ipc"]);
     const p = new ServerProcess(child, "ceiling");
     const ready = new Promise<void>((r) => {
       child.on("message", (m: { kind?: string; address?: string }) => {
