@@ -47,6 +47,9 @@ export interface QueueCounters {
   refusedBudget: number;
 }
 
+/** Told of every batch written: its size and how long it took in the database. */
+export type BatchObserver = (size: number, seconds: number) => void;
+
 const jitter = (ms: number) => Math.round(ms * (0.75 + Math.random() * 0.5));
 
 export class HeartbeatQueue {
@@ -61,6 +64,7 @@ export class HeartbeatQueue {
   /** The database once open; until then batches wait. */
   #bmdb: Bmdb | undefined;
   readonly #opened: Promise<Bmdb>;
+  readonly #batchObservers: BatchObserver[] = [];
 
   constructor(
     bmdb: Bmdb | Promise<Bmdb>,
@@ -81,6 +85,11 @@ export class HeartbeatQueue {
         for (const w of this.#waiting.splice(0)) w.reject(unavailable);
       },
     );
+  }
+
+  /** Adds an observer of written batches (metrics). */
+  onBatch(observer: BatchObserver): void {
+    this.#batchObservers.push(observer);
   }
 
   get inflight(): number {
@@ -157,10 +166,12 @@ export class HeartbeatQueue {
       const batch = this.#take();
       if (batch.length === 0) continue;
       this.#running++;
-      const started = Date.now();
+      const started = performance.now();
       void this.#write(batch).finally(() => {
         this.#running--;
-        const ms = Math.max(1, Date.now() - started);
+        const elapsed = performance.now() - started;
+        for (const observe of this.#batchObservers) observe(batch.length, elapsed / 1000);
+        const ms = Math.max(1, elapsed);
         this.#rate = 0.8 * this.#rate + 0.2 * (batch.length / ms);
         this.#pump();
       });

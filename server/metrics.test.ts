@@ -67,6 +67,14 @@ describe("Prometheus metrics", () => {
     // 3 OK + 2 refused heartbeats went through the group-commit queue, in one batch each here.
     expect(delta("bmaas_heartbeat_batched_total")).toBe(5);
     expect(delta("bmaas_heartbeat_batches_total")).toBe(5);
+    // The same five batches in the batch histograms: one heartbeat each, each
+    // timed from its statement's start to its commit.
+    expect(delta("bmaas_heartbeat_batch_size_count")).toBe(5);
+    expect(delta("bmaas_heartbeat_batch_size_sum")).toBe(5);
+    expect(delta('bmaas_heartbeat_batch_size_bucket{le="1"}')).toBe(5);
+    expect(delta("bmaas_heartbeat_batch_duration_seconds_count")).toBe(5);
+    expect(delta("bmaas_heartbeat_batch_duration_seconds_sum")).toBeGreaterThan(0);
+    expect(delta('bmaas_heartbeat_batch_duration_seconds_bucket{le="+Inf"}')).toBe(5);
     expect(after.get("bmaas_heartbeat_inflight")).toBe(0);
     // Both agents closed their connections: the open-connections gauge comes back to 0.
     let open = after.get('bmaas_agent_connections{state="open"}');

@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { Bmdb, TransactionStats } from "../bmdb/index.js";
 import type { ConnectionCounts } from "./agent-connections.js";
 import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
-import type { QueueCounters } from "./heartbeat-queue.js";
+import type { BatchObserver, QueueCounters } from "./heartbeat-queue.js";
 
 // Prometheus metrics: transaction outcomes read from bmdb's counters, RPC
 // latency and heartbeat results observed at the gRPC edge, fleet gauges
@@ -75,8 +75,26 @@ export class ServerMetrics {
   }
 
   /** Gauges and counters of the agent listener and the heartbeat queue, read at scrape time. */
-  watchAgents(connections: ConnectionCounts, queue: { inflight: number; counters: QueueCounters }): void {
+  watchAgents(connections: ConnectionCounts, queue: { inflight: number; counters: QueueCounters; onBatch(o: BatchObserver): void }): void {
     const r = this.registry;
+    // Where a heartbeat's time goes once admitted: the batch it rode in, from
+    // the statement's start to its commit (queueing before it is the rest).
+    const batchSeconds = new Histogram({
+      name: "bmaas_heartbeat_batch_duration_seconds",
+      help: "Group-commit batches: time from the batch statement's start to its commit.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [r],
+    });
+    const batchSize = new Histogram({
+      name: "bmaas_heartbeat_batch_size",
+      help: "Group-commit batches: heartbeats per batch.",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+      registers: [r],
+    });
+    queue.onBatch((size, seconds) => {
+      batchSeconds.observe(seconds);
+      batchSize.observe(size);
+    });
     new Gauge({
       name: "bmaas_agent_connections",
       help: "Agent connections by state (open includes the others).",

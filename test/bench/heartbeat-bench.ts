@@ -556,6 +556,25 @@ interface Counters {
   txFailed: number;
   txRejected: number;
   serverCounted: Record<string, number>;
+  /** Group-commit batches written meanwhile: how many, mean size, and their time in the database. */
+  batches: number;
+  batchMeanSize: number;
+  batchMeanMs: number;
+  /** Upper bound of the histogram bucket that holds the 99th percentile. */
+  batchP99Ms: number;
+}
+
+/** The upper bound (ms) of the bucket holding quantile q of a histogram's delta; Infinity past the last. */
+function histogramQuantileMs(d: (k: string) => number, keys: Iterable<string>, name: string, q: number): number {
+  const buckets: [number, number][] = [];
+  for (const k of keys) {
+    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\}$`).exec(k);
+    if (m) buckets.push([m[1] === "+Inf" ? Infinity : Number(m[1]), d(k)]);
+  }
+  buckets.sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  const bucket = buckets.find(([, n]) => n >= q * total);
+  return total > 0 && bucket ? bucket[0] * 1000 : 0;
 }
 
 function counters(before: Map<string, number>, after: Map<string, number>): Counters | undefined {
@@ -572,6 +591,10 @@ function counters(before: Map<string, number>, after: Map<string, number>): Coun
     txFailed: d("bmdb_transaction_failed"),
     txRejected: d("bmdb_transaction_rejected"),
     serverCounted,
+    batches: d("bmaas_heartbeat_batch_size_count"),
+    batchMeanSize: d("bmaas_heartbeat_batch_size_sum") / Math.max(1, d("bmaas_heartbeat_batch_size_count")),
+    batchMeanMs: (1000 * d("bmaas_heartbeat_batch_duration_seconds_sum")) / Math.max(1, d("bmaas_heartbeat_batch_duration_seconds_count")),
+    batchP99Ms: histogramQuantileMs(d, after.keys(), "bmaas_heartbeat_batch_duration_seconds", 0.99),
   };
 }
 
@@ -769,7 +792,8 @@ function txText(c: Counters | undefined): string {
   const counted = Object.entries(c.serverCounted)
     .map(([k, n]) => `${k} ${fmt(n)}`)
     .join(", ");
-  return `tx ${fmt(c.txExecuted)} committed, ${fmt(c.txRetried)} retried, ${fmt(c.txFailed)} failed; server counted: ${counted || "none"}`;
+  const batches = c.batches > 0 ? `; ${fmt(c.batches)} batches of ${c.batchMeanSize.toFixed(1)} on average, ${c.batchMeanMs.toFixed(1)} ms mean in the database, p99 ≤ ${c.batchP99Ms} ms` : "";
+  return `tx ${fmt(c.txExecuted)} committed, ${fmt(c.txRetried)} retried, ${fmt(c.txFailed)} failed; server counted: ${counted || "none"}${batches}`;
 }
 
 function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void {
