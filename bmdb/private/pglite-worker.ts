@@ -6,6 +6,7 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import { PGlite, type Results } from "@electric-sql/pglite";
+import { durablePGliteOptions } from "./pglite-durable-fs.js";
 import {
   serializeError,
   type BatchTransaction,
@@ -31,11 +32,14 @@ const { dataDir } = workerData as WorkerData;
 // WebAssembly heap, which never shrinks. 32 MB cut RSS by ~105 MiB in a trial
 // (100,000 rows written and updated: 779 → 673 MiB); pages beyond it are read
 // back from the OS page cache, so a large fleet costs reads, not memory.
-const options = {
-  parsers: { [INT8_OID]: (v: string): bigint => BigInt(v) },
-  startParams: [...PGlite.defaultStartParams, "-c", "shared_buffers=32MB"],
-};
-const pg = dataDir === undefined ? new PGlite(options) : new PGlite(dataDir, options);
+// On disk, every commit is synced to the disk (./pglite-durable-fs.ts says
+// why PGlite needs help for that); in memory there is nothing to sync.
+const parsers = { [INT8_OID]: (v: string): bigint => BigInt(v) };
+const tuning = ["-c", "shared_buffers=32MB"];
+const pg =
+  dataDir === undefined
+    ? new PGlite({ parsers, startParams: [...PGlite.defaultStartParams, ...tuning] })
+    : new PGlite({ parsers, ...durablePGliteOptions(dataDir, tuning) });
 const unlisteners = new Map<string, () => Promise<void>>();
 
 const toResult = (r: Results): WorkerResult => ({ rows: r.rows, affectedRows: r.affectedRows });
