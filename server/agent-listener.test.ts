@@ -416,3 +416,50 @@ describe.each(["native", "tap"] as const)("exactly one client certificate, count
     expect(again).toMatchObject({ code: 0, reused: false });
   });
 });
+
+describe("agent listener stopping", () => {
+  it("lets a call in flight finish, and is not held up by an idle client that never hangs up", async () => {
+    const t = await startTestServer(testBackends()[0]!, { shutdownGraceMs: 10_000 });
+    try {
+      const { machineId } = await t.operator.createMachine({});
+      const agent = await agentTls();
+      await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+      const [host, port] = splitAddress(t.server.publicAddress);
+
+      // An idle authenticated peer that never answers anything nor hangs up:
+      // the HTTP/2 preface and an empty SETTINGS frame, then silence.
+      const idle = tlsConnect({ host, port, ALPNProtocols: ["h2"], rejectUnauthorized: false, ...agent.tls });
+      await new Promise<void>((resolve, reject) => idle.once("secureConnect", resolve).once("error", reject));
+      idle.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+      const idleClosed = closedAfter(idle);
+
+      // A call whose body is still arriving when the stop begins.
+      const session = await rawSession(t.server.publicAddress, agent.tls);
+      const body = heartbeatBody({ machineId });
+      const stream = session.request({ ":method": "POST", ":path": "/cloud.bmaas.server.api.AgentCallback/Heartbeat", "content-type": "application/grpc", te: "trailers" });
+      const status = new Promise<string | undefined>((resolve) => {
+        let code: string | undefined;
+        stream.on("trailers", (h) => (code = String(h["grpc-status"])));
+        stream.on("response", (h) => (code ??= h["grpc-status"] === undefined ? undefined : String(h["grpc-status"])));
+        stream.on("error", () => {});
+        stream.resume();
+        stream.on("close", () => resolve(code));
+      });
+      stream.write(body.subarray(0, 3));
+      await new Promise((r) => setTimeout(r, 100));
+
+      const started = Date.now();
+      const stopped = t.server.stop().then(() => Date.now() - started);
+      await new Promise((r) => setTimeout(r, 300));
+      stream.end(body.subarray(3));
+
+      expect(await status).toBe("0");
+      // Far inside the 10 s grace: the silent peer holds nothing up.
+      expect(await stopped).toBeLessThan(3_000);
+      expect(await idleClosed).toBeLessThan(3_500);
+      session.destroy();
+    } finally {
+      await t.stop();
+    }
+  });
+});

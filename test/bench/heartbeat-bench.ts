@@ -407,6 +407,8 @@ class ServerProcess {
   metricsAddress = "";
   /** When every listener was up (and the database open). */
   listeningAt = 0;
+  /** The server's own account of its shutdown: listeners and connections, then the database. */
+  stoppedLog: { listenersMs?: number; databaseMs?: number } | undefined;
   /** When the agent listener opened; 0 for a server that does not say. */
   agentsListeningAt = 0;
 
@@ -441,10 +443,11 @@ class ServerProcess {
       createInterface({ input: child.stdout! }).on("line", (line) => {
         if (!line.startsWith("{")) return;
         try {
-          const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string };
+          const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string; listenersMs?: number; databaseMs?: number };
           // The agent port opens before the database is ready (server.ts):
           // agents can connect from then on.
           if (m.msg === "agent listener open" && !p.agentsListeningAt) p.agentsListeningAt = Date.now();
+          if (m.msg === "stopped") p.stoppedLog = m as { listenersMs?: number; databaseMs?: number };
           if (m.msg === "listening" && m.public) {
             p.publicAddress = m.public;
             p.metricsAddress = m.metrics ?? "";
@@ -714,7 +717,8 @@ async function runFleet(
         restart = (async () => {
           await after;
           const shutdownMs = await server.stop();
-          log(`${target.label}: server stopped in ${(shutdownMs / 1000).toFixed(1)} s; restarting on port ${port}`);
+          const split = server.stoppedLog ? ` (listeners ${server.stoppedLog.listenersMs} ms, database ${server.stoppedLog.databaseMs} ms)` : "";
+          log(`${target.label}: server stopped in ${(shutdownMs / 1000).toFixed(1)} s${split}; restarting on port ${port}`);
           child.stdin!.write("go\n");
           const t0 = Date.now();
           const next = await start(port);
