@@ -7,6 +7,7 @@ import { hardwareMatch, storedReport, type HardwareMatch } from "./hardware-matc
 import { recordEvent } from "./history.js";
 import { newEventId } from "./private/event-id.js";
 import type { TxContext } from "./private/tx-context.js";
+import { hex } from "./private/hex.js";
 
 // Admission of agent keys: the pending requests refused heartbeats record,
 // and the decisions on them (accept, reject, automatic acceptance by an
@@ -43,7 +44,6 @@ export interface RefusedHeartbeat {
   hardwareReport?: { raw: Uint8Array; json: JsonValue } | undefined;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** Records refused heartbeats (see bmaas_record_refused); one refusal each, in input order. */
 export async function recordRefused({ trx, now }: TxContext, bounds: AdmissionBounds, rows: readonly RefusedHeartbeat[]): Promise<Refusal[]> {

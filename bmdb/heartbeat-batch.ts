@@ -5,6 +5,7 @@ import { EVENTS_CHANNEL } from "./events.js";
 import type { FleetThresholds } from "./fleet.js";
 import { isInstallationPending } from "./pending.js";
 import { newEventId } from "./private/event-id.js";
+import { hex } from "./private/hex.js";
 
 // Group commit of the common heartbeat: many agents' heartbeats (no hardware
 // report, no installation report) in ONE statement, so one round trip and one
@@ -44,7 +45,6 @@ interface Row {
   report_generation: bigint | null;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** Records a batch of heartbeats in one statement; outcomes in input order. */
 export async function heartbeatBatch(

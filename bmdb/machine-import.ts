@@ -4,6 +4,7 @@ import { EVENTS_CHANNEL, encodeEvent, type MachineEvent } from "./events.js";
 import { keyFingerprint } from "../lib/fingerprint.js";
 import { newEventId } from "./private/event-id.js";
 import type { TxContext } from "./private/tx-context.js";
+import { hex } from "./private/hex.js";
 
 // Bulk onboarding: create machines and preauthorize their agents' keys, a
 // batch of entries per transaction, set-based (a handful of statements per
@@ -29,7 +30,6 @@ export interface ImportResult {
   machineId: string;
 }
 
-const hex = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("hex");
 
 /** Imports entries (distinct (provider, providerId) pairs); results in input order. */
 export async function importMachines({ trx, now, notify }: TxContext, entries: readonly ImportEntry[], by: string): Promise<ImportResult[]> {
