@@ -37,6 +37,7 @@ export interface ServerFlags {
   agentMaxConnectionAge: number;
   agentKeepalive: number;
   agentMaxInflight: number;
+  heartbeatBatches: number;
   heartbeatBudget: number;
   logLevel: string;
 }
@@ -192,6 +193,12 @@ export const ServerConfig = {
           .default(2048),
       )
       .addOption(
+        new Option("--heartbeat-batches <n>", "group-commit batches in the database at once (1 lets batches grow with the load; more for a many-core PostgreSQL)")
+          .env("BMAAS_HEARTBEAT_BATCHES")
+          .argParser(positiveCount)
+          .default(1),
+      )
+      .addOption(
         new Option("--heartbeat-budget <per-second>", "heartbeats per second the server takes; paces the fleet through suggested_interval (0: no budget)")
           .env("BMAAS_HEARTBEAT_BUDGET")
           .argParser(count)
@@ -234,7 +241,7 @@ export const ServerConfig = {
         maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
         keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,
       },
-      heartbeatQueue: { maxInflight: flags.agentMaxInflight, budgetPerSecond: flags.heartbeatBudget },
+      heartbeatQueue: { maxInflight: flags.agentMaxInflight, concurrency: flags.heartbeatBatches, budgetPerSecond: flags.heartbeatBudget },
       enrollmentCas: (flags.enrollmentCa ?? []).flatMap((f) => parseEnrollmentCas(f, readPem("--enrollment-ca", f))),
       logLevel: flags.logLevel,
     };

@@ -10,6 +10,7 @@ import { BmdbConfig, type BmdbFlags } from "../cmd/private/bmdb-flags.js";
 import { findDevCerts } from "../cmd/private/dev-certs.js";
 import { OperatorService, WatchMachinesResponseSchema, type WatchMachinesRequest } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { serviceDefinition } from "../lib/grpc-adapter.js";
+import { ServerConfig, type ServerFlags } from "../server/config.js";
 import { newAgent, testPki, writeCertsDir, type Pki } from "./helpers/server.js";
 import { ROOT, runCommand, type Run } from "./helpers/process.js";
 import { startServerProcess, type ServerProcess } from "./helpers/server-process.js";
@@ -200,6 +201,22 @@ describe("flags shared through lib/flags", () => {
     expect(migrate({}, ["--skip-migrations"])).toBe(false);
     expect(migrate({ BMAAS_SKIP_MIGRATIONS: "yes please" })).toMatch(/^error: option '--skip-migrations \[boolean\]' value 'yes please' from env 'BMAAS_SKIP_MIGRATIONS' is invalid\. must be true or false/);
     expect(migrate({ BMAAS_DB_POOL_SIZE: "0" })).toMatch(/BMAAS_DB_POOL_SIZE' is invalid\. must be an integer of at least 1$/);
+  });
+
+  it("--heartbeat-batches sets the group-commit batches in the database at once: 1 by default, at least 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
+    try {
+      const concurrency = async (argv: string[], env: Record<string, string> = {}) => {
+        const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
+        return r.error ?? (await ServerConfig.resolve(r.opts!)).heartbeatQueue?.concurrency;
+      };
+      expect(await concurrency([])).toBe(1);
+      expect(await concurrency(["--heartbeat-batches", "3"])).toBe(3);
+      expect(await concurrency([], { BMAAS_HEARTBEAT_BATCHES: "2" })).toBe(2);
+      expect(await concurrency(["--heartbeat-batches", "0"])).toMatch(/^error: option '--heartbeat-batches <n>' argument '0' is invalid/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("BMAAS_AGENT_INSECURE=false is false, and seconds flags that become timers stop at 2^31-1 ms", () => {
