@@ -193,10 +193,10 @@ export const ServerConfig = {
           .default(2048),
       )
       .addOption(
-        new Option("--heartbeat-batches <n>", "group-commit batches in the database at once (1 lets batches grow with the load; more for a many-core PostgreSQL)")
+        new Option("--heartbeat-batches <n>", "group-commit batches in the database at once (more rides out slow batches and uses a many-core PostgreSQL; 1 makes batches largest)")
           .env("BMAAS_HEARTBEAT_BATCHES")
           .argParser(positiveCount)
-          .default(1),
+          .default(2),
       )
       .addOption(
         new Option("--heartbeat-budget <per-second>", "heartbeats per second the server takes; paces the fleet through suggested_interval (0: no budget)")

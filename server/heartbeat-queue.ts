@@ -24,20 +24,18 @@ export interface HeartbeatQueueOptions {
   /** Heartbeats per batch statement at most. */
   maxBatch: number;
   /**
-   * Batches in the database at once. One: the next batch forms while the
-   * current one is written, so batches grow with the load and the fixed cost
-   * of a batch (round trip, commit, main-thread work) is paid least often.
-   * Measured back to back, 200 agents, three runs each: PostgreSQL
-   * 3,848-4,926/s with 1 against 3,355-3,666/s with 2; PGlite 2,887-3,331
-   * against 2,746-2,853; steady 1,000/s p99 no worse. More only pays where
-   * one batch cannot keep a many-core database busy.
+   * Batches in the database at once (--heartbeat-batches). Two: a batch that
+   * is slow (cold index pages of a large fleet) does not hold up the one
+   * behind it. One makes batches larger, which was faster back to back on a
+   * small database (PostgreSQL 3,848-4,926/s against 3,355-3,666/s), but with
+   * 1,000,000 machines it gave a 654 ms back-to-back p99 where two gave 97 ms.
    */
   concurrency: number;
   /** Heartbeats per second the server takes (0: no budget). */
   budgetPerSecond: number;
 }
 
-export const DEFAULT_QUEUE_OPTIONS: HeartbeatQueueOptions = { maxInflight: 2048, maxBatch: 500, concurrency: 1, budgetPerSecond: 0 };
+export const DEFAULT_QUEUE_OPTIONS: HeartbeatQueueOptions = { maxInflight: 2048, maxBatch: 500, concurrency: 2, budgetPerSecond: 0 };
 
 interface Waiting {
   input: HeartbeatInput;

@@ -203,14 +203,15 @@ describe("flags shared through lib/flags", () => {
     expect(migrate({ BMAAS_DB_POOL_SIZE: "0" })).toMatch(/BMAAS_DB_POOL_SIZE' is invalid\. must be an integer of at least 1$/);
   });
 
-  it("--heartbeat-batches sets the group-commit batches in the database at once: 1 by default, at least 1", async () => {
+  it("--heartbeat-batches sets the group-commit batches in the database at once: 2 by default, at least 1", async () => {
     const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
     try {
       const concurrency = async (argv: string[], env: Record<string, string> = {}) => {
         const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
         return r.error ?? (await ServerConfig.resolve(r.opts!)).heartbeatQueue?.concurrency;
       };
-      expect(await concurrency([])).toBe(1);
+      expect(await concurrency([])).toBe(2);
+      expect(await concurrency(["--heartbeat-batches", "1"])).toBe(1);
       expect(await concurrency(["--heartbeat-batches", "3"])).toBe(3);
       expect(await concurrency([], { BMAAS_HEARTBEAT_BATCHES: "2" })).toBe(2);
       expect(await concurrency(["--heartbeat-batches", "0"])).toMatch(/^error: option '--heartbeat-batches <n>' argument '0' is invalid/);
