@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { createAgentCertificate, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 import { testBackends } from "../test/helpers/databases.js";
-import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
+import { frame, HEARTBEAT_PATH, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
 import { startServerOn, startTestServer } from "../test/helpers/server.js";
 import { certificateGuard } from "./tls-certificate-guard.js";
 
@@ -436,7 +436,7 @@ describe("agent listener stopping", () => {
       // A call whose body is still arriving when the stop begins.
       const session = await rawSession(t.server.publicAddress, agent.tls);
       const body = heartbeatBody({ machineId });
-      const stream = session.request({ ":method": "POST", ":path": "/cloud.bmaas.server.api.AgentCallback/Heartbeat", "content-type": "application/grpc", te: "trailers" });
+      const stream = session.request({ ":method": "POST", ":path": HEARTBEAT_PATH, "content-type": "application/grpc", te: "trailers" });
       const status = new Promise<string | undefined>((resolve) => {
         let code: string | undefined;
         stream.on("trailers", (h) => (code = String(h["grpc-status"])));

@@ -220,7 +220,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       // moment more lets the last answers leave before the sockets go.
       const deadline = Date.now() + graceMs;
       const busy = () => [...sessions.values()].some((s) => s.streams > 0);
-      while (sessions.size > 0 && busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (sessions.size > 0) await new Promise((r) => setTimeout(r, Math.min(100, Math.max(0, deadline - Date.now()))));
       for (const s of sessions.values()) s.connection.kill();
       gate.destroyAll();

@@ -380,6 +380,9 @@ interface RssSample {
   rss: number;
 }
 
+/** The fields of the server's "stopped" log line. */
+type StoppedLog = { listenersMs?: number; databaseMs?: number };
+
 class ServerProcess {
   readonly samples: RssSample[] = [];
   readonly stderr: string[] = [];
@@ -408,7 +411,7 @@ class ServerProcess {
   /** When every listener was up (and the database open). */
   listeningAt = 0;
   /** The server's own account of its shutdown: listeners and connections, then the database. */
-  stoppedLog: { listenersMs?: number; databaseMs?: number } | undefined;
+  stoppedLog: StoppedLog | undefined;
   /** When the agent listener opened; 0 for a server that does not say. */
   agentsListeningAt = 0;
 
@@ -443,11 +446,11 @@ class ServerProcess {
       createInterface({ input: child.stdout! }).on("line", (line) => {
         if (!line.startsWith("{")) return;
         try {
-          const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string; listenersMs?: number; databaseMs?: number };
+          const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string } & StoppedLog;
           // The agent port opens before the database is ready (server.ts):
           // agents can connect from then on.
           if (m.msg === "agent listener open" && !p.agentsListeningAt) p.agentsListeningAt = Date.now();
-          if (m.msg === "stopped") p.stoppedLog = m as { listenersMs?: number; databaseMs?: number };
+          if (m.msg === "stopped") p.stoppedLog = m;
           if (m.msg === "listening" && m.public) {
             p.publicAddress = m.public;
             p.metricsAddress = m.metrics ?? "";
