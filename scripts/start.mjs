@@ -7,10 +7,12 @@ import { join } from "node:path";
 import { buildIfChanged, ROOT } from "./build-if-changed.mjs";
 
 buildIfChanged();
+// The flags bmaas-server's shebang runs node with (cmd/server-node-flags.ts).
+const { SERVER_NODE_FLAGS } = await import(join(ROOT, "dist", "cmd", "server-node-flags.js"));
 
 const server = spawn(
   process.execPath,
-  [join(ROOT, "dist", "cmd", "bmaas-server.js"), "--dev-certs", ".bmaas-dev/certs", "--database-url", ".bmaas-dev/db", ...process.argv.slice(2)],
+  [...SERVER_NODE_FLAGS, join(ROOT, "dist", "cmd", "bmaas-server.js"), "--dev-certs", ".bmaas-dev/certs", "--database-url", ".bmaas-dev/db", ...process.argv.slice(2)],
   { cwd: ROOT, stdio: "inherit" },
 );
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => server.kill(signal));

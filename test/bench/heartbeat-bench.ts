@@ -61,7 +61,7 @@
 // soft limit raised to the hard one.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createPrivateKey, createPublicKey, randomBytes, randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -69,6 +69,7 @@ import { sql } from "kysely";
 import pg from "pg";
 import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb } from "../../bmdb/index.js";
+import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
 
 process.noDeprecation = true;
@@ -111,11 +112,14 @@ const S = {
   newFlags: num("BENCH_NEW_FLAGS", 1) !== 0,
   serverArgs: (process.env.BENCH_SERVER_ARGS ?? "").split(/\s+/).filter(Boolean),
   json: process.env.BENCH_JSON,
+  /** A file that gets every server's stdout lines that are not JSON (e.g. --trace-gc). */
+  serverOutput: process.env.BENCH_SERVER_OUTPUT,
 };
 if (!S.scenarios.has("large")) S.large = false;
 
-// Node flags for every server process, e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
-const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean);
+// Node flags for every server process: bmaas-server's own (its shebang's, the
+// ceiling gets them too), then BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const NODE_ARGS = [...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean)];
 
 const REPO = resolve(import.meta.dirname, "../../..");
 const DIST = resolve(import.meta.dirname, "../..");
@@ -444,7 +448,10 @@ class ServerProcess {
     const p = new ServerProcess(child, label);
     const listening = new Promise<void>((r) => {
       createInterface({ input: child.stdout! }).on("line", (line) => {
-        if (!line.startsWith("{")) return;
+        if (!line.startsWith("{")) {
+          if (S.serverOutput) appendFileSync(S.serverOutput, `${label}: ${line}\n`);
+          return;
+        }
         try {
           const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string } & StoppedLog;
           // The agent port opens before the database is ready (server.ts):
@@ -468,8 +475,11 @@ class ServerProcess {
 
   /** The empty-handler ceiling: test/bench/bench-server.js empty '<pki json>'. */
   static async ceiling(pki: { cert: string; key: string; ca: string }): Promise<ServerProcess> {
-    const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "ignore", "pipe", "ipc"]);
+    const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "pipe", "pipe", "ipc"]);
     const p = new ServerProcess(child, "ceiling");
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (S.serverOutput) appendFileSync(S.serverOutput, `ceiling: ${line}\n`);
+    });
     const ready = new Promise<void>((r) => {
       child.on("message", (m: { kind?: string; address?: string }) => {
         if (m.kind === "ready" && m.address) {

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 
 // The commands run as real processes: the built ones (dist/cmd/*.js), which
 // the suite's global setup (test/global-setup.ts) brings up to date first.
@@ -9,9 +10,10 @@ export const ROOT = join(import.meta.dirname, "..", "..");
 /** A command of cmd/ as built. */
 export type CommandName = "bmctl" | "bmaas-server" | "bmaas-agent";
 
-/** node and the arguments that run command with args. */
+/** node and the arguments that run command with args (bmaas-server with the flags of its shebang). */
 export function commandLine(command: CommandName, args: string[]): [string, string[]] {
-  return [process.execPath, [join(ROOT, "dist", "cmd", `${command}.js`), ...args]];
+  const flags = command === "bmaas-server" ? SERVER_NODE_FLAGS : [];
+  return [process.execPath, [...flags, join(ROOT, "dist", "cmd", `${command}.js`), ...args]];
 }
 
 export interface Run {
