@@ -148,6 +148,16 @@ static void on_message(int write_p, int version, int content_type, const void *b
   const unsigned char *p = buf;
   if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 4 || p[0] != SSL3_MT_CERTIFICATE) return;
   if (!is_agent_listener(ssl)) return;
+  /*
+   * No NewSessionTicket messages. The listener does not resume sessions
+   * (SSL_OP_NO_TICKET and no session cache), yet TLS 1.3 in OpenSSL still
+   * sends two stateful tickets after every handshake: a copy of the session,
+   * fresh random IDs, two encrypted records and their writes, for tickets no
+   * one can use. Every agent sends a Certificate message (the listener
+   * requests one), and tickets go out only after its Finished, so this is in
+   * time.
+   */
+  SSL_set_num_tickets(ssl, 0);
   checked++;
   if (SSL_version(ssl) != TLS1_3_VERSION || !all_linked(p + 4, len - 4)) {
     refused++;

@@ -47,8 +47,11 @@ export function startListening<S extends Server>(server: S, address: ListenAddre
     };
     server.once("error", onError);
     // A deep accept queue: after a restart a whole fleet reconnects at once,
-    // and a SYN dropped from a full queue costs its agent a 1 s retransmit.
-    server.listen({ port: address.port, backlog: 4096, ...(address.host ? { host: address.host } : {}) }, () => {
+    // and a SYN dropped from a full queue costs its agent a 1 s retransmit
+    // (then 3 s, 7 s…). Linux caps it at net.core.somaxconn (4096 on Debian
+    // 12): a 10,000-agent reconnect storm there counted ~40,000 dropped SYNs
+    // (ListenOverflows). README: raise somaxconn for fleets larger than that.
+    server.listen({ port: address.port, backlog: 65535, ...(address.host ? { host: address.host } : {}) }, () => {
       server.off("error", onError);
       resolve(server);
     });
