@@ -193,7 +193,7 @@ export const ServerConfig = {
           .default(2048),
       )
       .addOption(
-        new Option("--heartbeat-batches <n>", "group-commit batches in the database at once (more rides out slow batches and uses a many-core PostgreSQL; 1 makes batches largest)")
+        new Option("--heartbeat-batches <n>", "group-commit batches in the database at once at most: one runs while batches are quick, another starts beside one slower than twice the recent batch time (1: never)")
           .env("BMAAS_HEARTBEAT_BATCHES")
           .argParser(positiveCount)
           .default(2),

@@ -4,7 +4,8 @@ import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue } from "./heartbeat-queue.js";
 
 // The queue before its database is open (server.ts starts the agent listener
 // while PGlite opens): heartbeats wait, within the usual bounds, and go in
-// once it is open; if it never opens they hear UNAVAILABLE.
+// once it is open; if it never opens they hear UNAVAILABLE. Then how batches
+// form: one at a time, another only beside a stalled one.
 
 /** A database that records every batch and authenticates everybody. */
 function fakeBmdb(batches: string[][]): Bmdb {
@@ -64,5 +65,64 @@ describe("HeartbeatQueue while the database opens", () => {
     opening.reject(new Error("disk on fire"));
     await expect(waiting).rejects.toBeInstanceOf(DatabaseUnavailableError);
     expect(queue.inflight).toBe(0);
+  });
+});
+
+describe("HeartbeatQueue batches", () => {
+  /** A database whose batches finish only when the test says so. */
+  function heldBmdb() {
+    const batches: { ids: string[]; done: () => void }[] = [];
+    const db = {
+      heartbeatBatch: (batch: readonly HeartbeatInput[]): Promise<BatchOutcome[]> => {
+        const d = deferred<BatchOutcome[]>();
+        batches.push({ ids: batch.map((h) => h.machineId), done: () => d.resolve(batch.map(() => ({ authenticated: true, installationRequest: null }))) });
+        return d.promise;
+      },
+    };
+    return { bmdb: db as unknown as Bmdb, batches };
+  }
+  const ids = (batches: { ids: string[] }[]) => batches.map((b) => b.ids);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it("runs one batch at a time while batches are quick: what arrives meanwhile goes in together", async () => {
+    const { bmdb, batches } = heldBmdb();
+    const queue = new HeartbeatQueue(bmdb, DEFAULT_QUEUE_OPTIONS, () => 0);
+    await sleep(0);
+    const a = queue.submit(input("a"), () => true);
+    await sleep(0);
+    const rest = ["b", "c", "d"].map((m) => queue.submit(input(m), () => true));
+    await sleep(0);
+    expect(ids(batches)).toEqual([["a"]]);
+    batches[0]!.done();
+    await a;
+    await sleep(0);
+    expect(ids(batches)).toEqual([["a"], ["b", "c", "d"]]);
+    batches[1]!.done();
+    await Promise.all(rest);
+  });
+
+  it("starts another batch beside one that has stalled, up to --heartbeat-batches", async () => {
+    const { bmdb, batches } = heldBmdb();
+    const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, concurrency: 2 }, () => 0);
+    await sleep(0);
+    const all = [queue.submit(input("a"), () => true)];
+    await sleep(0);
+    all.push(queue.submit(input("b"), () => true));
+    await sleep(0);
+    expect(ids(batches)).toEqual([["a"]]);
+    // "a" is now slower than the stall threshold: "b" goes beside it.
+    await sleep(queue.stallMs() + 20);
+    expect(ids(batches)).toEqual([["a"], ["b"]]);
+    // Two are running, the most allowed: "c" waits for either to finish, however long.
+    all.push(queue.submit(input("c"), () => true));
+    await sleep(queue.stallMs() + 20);
+    expect(ids(batches)).toEqual([["a"], ["b"]]);
+    batches[1]!.done();
+    await all[1];
+    await sleep(0);
+    expect(ids(batches)).toEqual([["a"], ["b"], ["c"]]);
+    batches[0]!.done();
+    batches[2]!.done();
+    await Promise.all(all);
   });
 });
