@@ -16,7 +16,7 @@ describe("bmaas-server's node flags", () => {
     const script = `
       const v8 = require("node:v8");
       const ring = new Array(200000); let max = 0;
-      for (let i = 0; i < 1e7; i++) {
+      for (let i = 0; i < 2e6; i++) {
         ring[i % 200000] = { a: i, b: [i] };
         if (i % 100000 === 0) max = Math.max(max, v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space").space_size);
       }

@@ -53,13 +53,15 @@ describe("PGlite in a worker thread", () => {
     await sql`select count(*) from generate_series(1, 10000)`.execute(db);
     let n = 3_000_000;
     let r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(db));
-    if (r.ms < 400) {
-      n *= Math.ceil(600 / Math.max(r.ms, 50));
+    if (r.ms < 600) {
+      n *= Math.ceil(900 / Math.max(r.ms, 50));
       r = await ticking(() => sql`select count(*) from generate_series(1, ${n}::int)`.execute(db));
     }
-    expect(r.ms).toBeGreaterThan(300);
+    expect(r.ms).toBeGreaterThan(450);
     // In the server's own thread the longest gap would be the whole query.
-    expect(r.maxGap).toBeLessThan(Math.min(150, r.ms / 3));
+    // Half of it leaves room for the stalls of a machine busy with the rest
+    // of the suite (a 166 ms gap in a 2-core CI run, against a 150 ms bound).
+    expect(r.maxGap).toBeLessThan(r.ms / 2);
     expect(r.ticks).toBeGreaterThan(r.ms / 10 / 3);
   });
 
