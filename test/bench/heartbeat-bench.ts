@@ -348,11 +348,11 @@ async function registerMachines(url: string, fleet: Fleet, filler = 0): Promise<
         select id, now(), decode(k, 'hex') from unnest(${ids}::uuid[], ${keys}::text[]) as t(id, k)`.execute(db);
     }
     // Settle the bulk load before measuring, as a database that has been
-    // serving for a while is: without this, the first scenarios on a fresh
-    // 1,000,000-machine database ran beside autovacuum (triggered by the
+    // serving for a while is: otherwise the first scenarios on a fresh
+    // 1,000,000-machine database run beside autovacuum (triggered by the
     // inserts), hint-bit writes on every first touched page, and the
-    // checkpoint of the load, and its steady p99 was 1.7-1.9x the
-    // 10,000-machine one while its batches took the same time in the database.
+    // checkpoint of the load. (It did not close the gap between the 1,000,000-
+    // and 10,000-machine steady p99: README, benchmark.)
     await sql`vacuum (freeze, analyze)`.execute(db);
     await sql`checkpoint`.execute(db);
   } finally {
@@ -389,6 +389,11 @@ async function createPostgresDatabase(): Promise<string> {
 interface RssSample {
   t: number;
   rss: number;
+}
+
+/** A server's stdout line that is not a log line (e.g. --trace-gc), kept in BENCH_SERVER_OUTPUT if set. */
+function keepServerOutput(label: string, line: string): void {
+  if (S.serverOutput) appendFileSync(S.serverOutput, `${label}: ${line}\n`);
 }
 
 /** The fields of the server's "stopped" log line. */
@@ -455,10 +460,7 @@ class ServerProcess {
     const p = new ServerProcess(child, label);
     const listening = new Promise<void>((r) => {
       createInterface({ input: child.stdout! }).on("line", (line) => {
-        if (!line.startsWith("{")) {
-          if (S.serverOutput) appendFileSync(S.serverOutput, `${label}: ${line}\n`);
-          return;
-        }
+        if (!line.startsWith("{")) return keepServerOutput(label, line);
         try {
           const m = JSON.parse(line) as { msg?: string; public?: string; metrics?: string } & StoppedLog;
           // The agent port opens before the database is ready (server.ts):
@@ -484,9 +486,7 @@ class ServerProcess {
   static async ceiling(pki: { cert: string; key: string; ca: string }): Promise<ServerProcess> {
     const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "pipe", "pipe", "ipc"]);
     const p = new ServerProcess(child, "ceiling");
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      if (S.serverOutput) appendFileSync(S.serverOutput, `ceiling: ${line}\n`);
-    });
+    createInterface({ input: child.stdout! }).on("line", (line) => keepServerOutput("ceiling", line));
     const ready = new Promise<void>((r) => {
       child.on("message", (m: { kind?: string; address?: string }) => {
         if (m.kind === "ready" && m.address) {
