@@ -92,6 +92,14 @@ type Phase struct {
 	FailedForGood    *int     `json:"failed_for_good,omitempty"`
 	LastServedUnixMs *int64   `json:"last_served_unix_ms,omitempty"`
 	StartUnixMs      int64    `json:"start_unix_ms"`
+	// Per second of the phase (by when calls ended): OK calls and their p99
+	// in ms, to tell a uniform tail from bursts (a checkpoint, a scan).
+	PerSecond []Second `json:"per_second"`
+}
+
+type Second struct {
+	OK  int     `json:"ok"`
+	P99 float64 `json:"p99"`
 }
 
 // servedEver: the agents with at least one OK call in any phase.
@@ -126,6 +134,8 @@ type collector struct {
 	served    map[int]bool
 	servedAt  map[int]time.Duration
 	lastServe time.Time
+	// OK latencies by the second of the phase they ended in.
+	okBySecond [][]float64
 }
 
 func newCollector() *collector {
@@ -153,6 +163,12 @@ func (c *collector) record(r result, agent int) {
 	if r.code == codes.OK {
 		c.ok++
 		c.okMs = append(c.okMs, ms)
+		if sec := int(r.end.Sub(c.start) / time.Second); sec >= 0 && sec < 3600 {
+			for len(c.okBySecond) <= sec {
+				c.okBySecond = append(c.okBySecond, nil)
+			}
+			c.okBySecond[sec] = append(c.okBySecond[sec], ms)
+		}
 		c.served[agent] = true
 		servedEver.add(agent)
 	} else {
@@ -197,6 +213,10 @@ func (c *collector) phase(seconds float64) *Phase {
 		PushbackMs:    summarize(c.pushback),
 		AgentsServed:  len(c.served),
 		StartUnixMs:   c.start.UnixMilli(),
+	}
+	for _, ms := range c.okBySecond {
+		l := summarize(append([]float64(nil), ms...))
+		p.PerSecond = append(p.PerSecond, Second{OK: l.Count, P99: l.P99})
 	}
 	if seconds > 0 {
 		p.OKPerSecond = round3(float64(c.ok) / seconds)
