@@ -215,6 +215,8 @@ interface Phase {
   failed_for_good?: number;
   last_served_unix_ms?: number;
   start_unix_ms: number;
+  /** By the second calls ended in: OK calls and their p99 ms. */
+  per_second?: { ok: number; p99: number }[];
 }
 interface LoadgenOutput {
   mode: string;
@@ -796,6 +798,20 @@ const fmt = (v: number | undefined, digits = 0): string =>
 const ms = (v: number | undefined) => (v === undefined ? "–" : v < 10 ? fmt(v, 2) : v < 100 ? fmt(v, 1) : fmt(v));
 const mib = (b: number | undefined) => (b ? `${fmt(b / 2 ** 20)} MiB` : "–");
 const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || !b ? "–" : `${(a / b).toFixed(2)}×`);
+/**
+ * The seconds whose own p99 was over 100 ms: a whole-phase p99 of 60,000
+ * calls is the 600th slowest, so one stalled second (a checkpoint, a pause
+ * of either process) decides it as much as a slow tail spread over all.
+ */
+function stalledSeconds(p: Phase): string {
+  const s = p.per_second ?? [];
+  const stalled = s.map((x, i) => ({ i, ...x })).filter((x) => x.p99 > 100);
+  if (s.length === 0) return "";
+  return stalled.length === 0
+    ? `no second with a p99 over 100 ms`
+    : `${stalled.length} of ${s.length} seconds with a p99 over 100 ms (${stalled.map((x) => `s${x.i} ${ms(x.p99)}`).join(", ")})`;
+}
+
 function codes(p: Phase | undefined, withOk = false): string {
   if (!p) return "–";
   const e = Object.entries(p.codes).filter(([c]) => withOk || c !== "OK");
@@ -868,6 +884,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       codes(f.steady),
       notes(
         `RSS steady max ${mib(f.rssSteadyMax)}, peak ${mib(f.hwm)}`,
+        stalledSeconds(f.steady),
         f.steady.latency_failed_ms.count ? `failed calls p99 ${ms(f.steady.latency_failed_ms.p99)} ms` : "",
         f.steady.pushback ? `pushback ${fmt(f.steady.pushback)}` : "",
         txText(f.counters),
