@@ -1,9 +1,11 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
+import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyFingerprint } from "../lib/fingerprint.js";
 import { testBackends, type TestDatabase } from "../test/helpers/databases.js";
-import type { Bmdb } from "./bmdb.js";
+import { databaseForTests, type Bmdb } from "./bmdb.js";
 import { MachineNotFoundError, ProviderIdTakenError } from "./errors.js";
+import { SWEEP_CHUNK } from "./history.js";
 import { openBmdb } from "./open.js";
 
 // Bmdb's operations through its facade, on every backend: machines, agents
@@ -95,6 +97,39 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     await bmdb.deleteMachine(id);
     await expect(bmdb.getMachine(id)).rejects.toBeInstanceOf(MachineNotFoundError);
     expect(await oldestFirst()).toEqual(["machine_created", "agent_registered", "installation_requested", "machine_deleted"]);
+  });
+
+  // Last in this file: the sweep marks every machine of this database whose heartbeat is old.
+  it("records going stale for every machine a sweep finds, in transactions of SWEEP_CHUNK, each announced", async () => {
+    const n = 2 * SWEEP_CHUNK + 1;
+    const db = databaseForTests(bmdb);
+    const ids = Array.from({ length: n }, () => randomUUID());
+    const lastHeartbeatAt = new Date(Date.now() - 3_600_000);
+    await sql`insert into machines (machine_id) select unnest(${ids}::uuid[])`.execute(db);
+    await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+      select id, now(), sha256(id::text::bytea) from unnest(${ids}::uuid[]) as id`.execute(db);
+    await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at) select id, ${lastHeartbeatAt} from unnest(${ids}::uuid[]) as id`.execute(db);
+    const mine = new Set<string>(ids);
+    const announced = new Set<string>();
+    const unsubscribe = await bmdb.subscribe((d) => {
+      if (d.kind === "event" && d.event.event === "heartbeat_stale" && mine.has(d.event.machineId)) announced.add(d.event.machineId);
+    });
+    try {
+      expect((await bmdb.sweepStale()).filter((id) => mine.has(id))).toHaveLength(n);
+      expect((await bmdb.sweepStale()).filter((id) => mine.has(id))).toEqual([]);
+      await expect.poll(() => announced.size, { timeout: 15_000 }).toBe(n);
+    } finally {
+      unsubscribe();
+    }
+    const rows = await db
+      .selectFrom("machine_history")
+      .select(["machine_id", "details"])
+      .where("event", "=", "heartbeat_stale")
+      .where(sql<boolean>`machine_id = any(${ids}::uuid[])`)
+      .execute();
+    expect(new Set(rows.map((r) => r.machine_id)).size).toBe(n);
+    expect(rows).toHaveLength(n);
+    expect(rows[0]!.details).toEqual({ lastHeartbeatAt: lastHeartbeatAt.toISOString() });
   });
 });
 

@@ -27,7 +27,7 @@ import type { EventHub, EventListener } from "./events.js";
 import { DEFAULT_THRESHOLDS, fleetStats, listMachines, type FleetStats, type FleetThresholds, type ListFilter, type MachineSummary } from "./fleet.js";
 import { heartbeatAges, type HeartbeatAgeCount } from "./heartbeat-ages.js";
 import { heartbeatBatch, type BatchHeartbeat, type BatchOutcome } from "./heartbeat-batch.js";
-import { getHistory, sweepStale, type HistoryPage } from "./history.js";
+import { getHistory, SWEEP_CHUNK, sweepStale, type HistoryPage } from "./history.js";
 import { setInstallationRequest } from "./installation.js";
 import { createMachine, deleteMachine, getMachine, updateProvider, type CreateMachineInput, type MachineView, type ProviderUpdate } from "./machines.js";
 import { importMachines, type ImportEntry, type ImportResult } from "./machine-import.js";
@@ -199,9 +199,19 @@ export class Bmdb {
     return this.#transact("getHistory", (ctx) => getHistory(ctx, machineId, pageSize, before));
   }
 
-  /** Marks no-longer-fresh heartbeats stale, once each; returns those machines (history.ts). */
-  sweepStale(): Promise<string[]> {
-    return this.#transact("sweepStale", (ctx) => sweepStale(ctx));
+  /**
+   * Marks no-longer-fresh heartbeats stale, once each; returns those machines
+   * (history.ts). In transactions of SWEEP_CHUNK machines: after an outage
+   * thousands go stale at once, and one transaction for all of them would
+   * hold PGlite's only connection (every heartbeat batch) for seconds.
+   */
+  async sweepStale(): Promise<string[]> {
+    const swept: string[] = [];
+    for (;;) {
+      const chunk = await this.#transact("sweepStale", (ctx) => sweepStale(ctx, SWEEP_CHUNK));
+      swept.push(...chunk);
+      if (chunk.length < SWEEP_CHUNK) return swept;
+    }
   }
 
   /** Reads a machine with every tag. */

@@ -48,12 +48,31 @@ export async function recordEvent(
       .executeTakeFirstOrThrow();
     if (Number(n) >= AGENT_EVENTS_PER_WINDOW) return;
   }
-  const e: MachineEvent = { eventId: newEventId(at), machineId, occurredAt: at, event, details };
-  await trx
-    .insertInto("machine_history")
-    .values({ event_id: e.eventId, machine_id: machineId, occurred_at: at, event, details: JSON.stringify(details) })
-    .execute();
-  if (ctx.notify) await sql`select pg_notify(${EVENTS_CHANNEL}, ${encodeEvent(e)})`.execute(trx);
+  await recordEvents(ctx, [{ machineId, event, details }]);
+}
+
+/**
+ * Writes history rows at ctx.now and announces each, in one statement
+ * whatever their number (callers bound it): the rows and their notifications
+ * go together.
+ */
+export async function recordEvents(ctx: TxContext, items: readonly { machineId: string; event: MachineEventKind; details: EventDetails }[]): Promise<void> {
+  if (items.length === 0) return;
+  const { trx, now: at } = ctx;
+  const events: MachineEvent[] = items.map((x) => ({ eventId: newEventId(at), occurredAt: at, ...x }));
+  const inserted = sql`insert into machine_history (event_id, machine_id, occurred_at, event, details)
+    select e.event_id, e.machine_id, ${at}::timestamptz, e.event, e.details::jsonb
+    from unnest(${events.map((e) => e.eventId)}::uuid[], ${events.map((e) => e.machineId)}::uuid[], ${events.map((e) => e.event)}::text[],
+      ${events.map((e) => JSON.stringify(e.details))}::text[]) as e(event_id, machine_id, event, details)`;
+  if (!ctx.notify) {
+    await inserted.execute(trx);
+    return;
+  }
+  // A CTE that writes runs to completion whatever reads it; the
+  // notifications are delivered at commit, with the rows.
+  await sql`with inserted as (${inserted} returning 1)
+    select (select count(*) from inserted) as rows, count(pg_notify(${EVENTS_CHANNEL}, p)) as notified
+    from unnest(${events.map(encodeEvent)}::text[]) as p`.execute(trx);
 }
 
 /** A machine's history, newest first; works for deleted machines too. */
@@ -88,20 +107,30 @@ export async function getHistory(
   return { events, next: rows.length > pageSize && last ? { occurredAt: last.occurredAt, eventId: last.eventId } : undefined };
 }
 
+/** Machines one sweep transaction marks stale at most (bmdb.ts runs as many as it takes). */
+export const SWEEP_CHUNK = 2_000;
+
 /**
- * Marks machines whose last heartbeat is no longer fresh as stale, once,
- * recording "heartbeat_stale" for each. Run periodically by every server;
- * the stale flag makes concurrent sweeps record each transition once.
+ * Marks up to `limit` machines whose last heartbeat is no longer fresh as
+ * stale, once, recording "heartbeat_stale" for each; returns them. Run
+ * periodically by every server; the stale flag makes concurrent sweeps record
+ * each transition once.
  */
-export async function sweepStale(ctx: TxContext): Promise<string[]> {
+export async function sweepStale(ctx: TxContext, limit: number): Promise<string[]> {
   const since = new Date(ctx.now.getTime() - ctx.thresholds.heartbeatFreshMs);
   const rows = await ctx.trx
     .updateTable("machine_agent_heartbeat")
     .set({ stale: true })
+    .where("machine_id", "in", (eb) =>
+      eb.selectFrom("machine_agent_heartbeat").select("machine_id").where("stale", "=", false).where("agent_heartbeat_at", "<", since).limit(limit),
+    )
     .where("stale", "=", false)
     .where("agent_heartbeat_at", "<", since)
     .returning(["machine_id", "agent_heartbeat_at"])
     .execute();
-  for (const r of rows) await recordEvent(ctx, r.machine_id, "heartbeat_stale", { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() });
+  await recordEvents(
+    ctx,
+    rows.map((r) => ({ machineId: r.machine_id, event: "heartbeat_stale", details: { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() } })),
+  );
   return rows.map((r) => r.machine_id);
 }
