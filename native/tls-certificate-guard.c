@@ -2,13 +2,15 @@
  * The agent listener's check that every certificate a TLS client sends belongs
  * to the chain of its leaf, done inside OpenSSL's own handshake.
  *
- * Why native: Node shows a server only the client certificates that chain to
- * the leaf (getPeerCertificate(true) drops the rest), and offers no hook into
- * the handshake messages. Counting them from JavaScript means putting a
+ * Why native: Node offers no hook into the handshake messages. Counting the
+ * certificates from JavaScript inside the handshake means putting a
  * JavaScript stream between TCP and TLS for the connection's whole life
  * (server/tls-client-flight.ts), which costs ~2x the CPU of every TLS message.
- * Here the count costs a function call per received TLS message, and a parse
+ * Here the check costs a function call per received TLS message, and a parse
  * of the Certificate message once per connection that sends more than one.
+ * (After the handshake, server/peer-identity.ts counts every certificate sent
+ * as well, through the socket's X509Certificate, which links them all; Node's
+ * getPeerCertificate(true) would show only those chaining to the leaf.)
  *
  * How: OpenSSL calls an ex_data "new" hook for every SSL object created after
  * the hook is registered; the hook sets a message callback on it. That
@@ -19,9 +21,7 @@
  * Certificate message is parsed: if any certificate in it is not linked into
  * the chain from the leaf (issuer by issuer, the same walk Node does), the
  * SSL's verify callback is replaced by one that fails, so OpenSSL ends the
- * handshake with a fatal alert before it returns to Node. The linked
- * certificates are exactly those Node then shows, so JavaScript counts the
- * client's certificates exactly (server/peer-identity.ts).
+ * handshake with a fatal alert before it returns to Node.
  *
  * Only public OpenSSL API, resolved against the OpenSSL inside the node
  * binary (the addon links nothing else). Everything here runs on the thread

@@ -3,7 +3,7 @@ import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { EnrollmentCa } from "./enrollment-ca.js";
-import { identifyTlsPeer, visibleCertificates, type PeerIdentity } from "./peer-identity.js";
+import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
 import { certificateGuard, GUARD_MARKER } from "./tls-certificate-guard.js";
 import { ClientFlight, countClientCertificates } from "./tls-client-flight.js";
 
@@ -37,8 +37,9 @@ export interface ConnectionLimits {
    * How every certificate a client sends is counted, so that a leaf sent with
    * unrelated certificates is refused. "native": OpenSSL refuses, in the
    * handshake, a Certificate message with a certificate that does not chain
-   * to the leaf (tls-certificate-guard.ts), so the certificates Node shows
-   * are all of them. "tap": a JavaScript stream between TCP and TLS keeps the
+   * to the leaf (tls-certificate-guard.ts), and the count is read from the
+   * socket (peer-identity.ts: its X509Certificate links every certificate
+   * sent). "tap": a JavaScript stream between TCP and TLS keeps the
    * client's encrypted handshake and decrypts its Certificate message
    * (tls-client-flight.ts); exact too, but it costs ~2× the server CPU per
    * TLS message for the connection's whole life (a 37% lower heartbeat
@@ -355,7 +356,7 @@ export class ConnectionGate {
       return;
     }
     pending.handshakeOver();
-    const identity = identifyTlsPeer(tls, visibleCertificates(tls), this.#enrollmentCas);
+    const identity = identifyTlsPeer(tls, undefined, this.#enrollmentCas);
     if (identity.kind === "agent") {
       clearTimeout(pending.deadline);
       this.counts.authenticated++;

@@ -1,5 +1,5 @@
 import { X509Certificate } from "node:crypto";
-import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { rawEd25519PublicKey } from "../lib/certs.js";
 import { keyFingerprint } from "../lib/fingerprint.js";
 import { enrollmentClaim, type EnrollmentCa, type EnrollmentClaim } from "./enrollment-ca.js";
@@ -9,60 +9,63 @@ export type PeerIdentity =
   | { kind: "agent"; publicKey: Uint8Array; keyFingerprint: string; enrollment?: EnrollmentClaim }
   | { kind: "refused"; reason: string; keyFingerprint?: string };
 
+/** More than the native guard lets through (native/tls-certificate-guard.c). */
+const MAX_CERTIFICATES = 16;
+
 /**
- * The certificates Node links from the leaf through issuerCertificate, leaf
- * first: those the client sent that chain to the leaf, and possibly an issuer
- * from Node's own store after them (a self-signed certificate is its own
- * issuer, the same object, and ends the walk).
+ * Every certificate the client sent, leaf first, in the order it sent them,
+ * at most MAX_CERTIFICATES + 1. On a server, the peer's X509Certificate links
+ * each certificate to the next one the client sent through
+ * issuerCertificate, whether it issued it or not (getPeerCertificate(true),
+ * by contrast, shows only those that chain to the leaf, and costs ~10× as
+ * much: it builds every field of every certificate). Read it once per
+ * connection: Node (20) takes the certificates after the leaf out of the
+ * connection's chain as it reads them, so a second read finds the leaf alone.
  */
-function linkedChain(peer: DetailedPeerCertificate): DetailedPeerCertificate[] {
-  const chain = [peer];
-  let c = peer;
-  while (c.issuerCertificate && c.issuerCertificate !== c && chain.length < 10) {
-    c = c.issuerCertificate;
-    chain.push(c);
+function sentCertificates(socket: TLSSocket): X509Certificate[] {
+  const sent: X509Certificate[] = [];
+  for (let c = socket.getPeerX509Certificate(); c && sent.length <= MAX_CERTIFICATES; c = c.issuerCertificate) sent.push(c);
+  return sent;
+}
+
+/**
+ * The sent chain, leaf first, each certificate followed by its issuer, when
+ * every certificate sent chains to the leaf (in whatever order they came);
+ * undefined otherwise.
+ */
+function linkedFromLeaf(sent: readonly X509Certificate[]): X509Certificate[] | undefined {
+  if (sent.length === 0 || sent.length > MAX_CERTIFICATES) return undefined;
+  const rest = sent.slice(1);
+  const chain = [sent[0]!];
+  while (rest.length > 0) {
+    const i = rest.findIndex((c) => chain.at(-1)!.checkIssued(c));
+    if (i < 0) return undefined;
+    chain.push(...rest.splice(i, 1));
   }
   return chain;
 }
 
-/** How many certificates Node shows of those the client sent: the leaf and those chaining to it. */
-export function visibleCertificates(socket: TLSSocket): number {
-  const peer = socket.getPeerCertificate(true);
-  return peer?.raw ? linkedChain(peer).length : 0;
-}
-
-/**
- * The client's chain as it sent it, leaf first, when every one of the
- * `certificates` it sent chains to the leaf; undefined otherwise (an unrelated
- * certificate is invisible through Node's API but counted).
- */
-function sentChain(socket: TLSSocket, certificates: number): X509Certificate[] | undefined {
-  const peer = socket.getPeerCertificate(true);
-  if (!peer?.raw) return undefined;
-  const linked = linkedChain(peer);
-  if (linked.length < certificates) return undefined;
-  return linked.slice(0, certificates).map((c) => new X509Certificate(c.raw));
-}
-
 /**
  * The identity of a TLS peer on the agent listener: a client certificate
- * carrying an Ed25519 key. `certificates` is how many the client sent: those
- * Node shows, once the native guard (tls-certificate-guard.ts) has refused in
- * the handshake any that does not chain to the leaf; or, with the JavaScript
- * tap, counted from its TLS handshake (tls-client-flight.ts). Exactly one, not chain-verified: the TLS
- * handshake already proved possession of its key, and the key is the identity
- * (the machine database decides whether it belongs to a machine). The one
- * exception is a chain that verifies against an enrollment CA
- * (./enrollment-ca.ts): it may carry intermediates, and it adds an enrollment
- * claim. Sessions are never resumed on the agent listener, so every
- * connection's identity comes from a certificate it sent itself.
+ * carrying an Ed25519 key. Exactly one certificate sent (counted from the
+ * socket with the native guard, tls-certificate-guard.ts, which has also
+ * refused in the handshake any that does not chain to the leaf; `tapped`
+ * when the JavaScript tap counted them in the handshake, tls-client-flight.ts),
+ * not chain-verified: the TLS handshake already proved possession of its key,
+ * and the key is the identity (the machine database decides whether it
+ * belongs to a machine). The one exception is a chain that verifies against
+ * an enrollment CA (./enrollment-ca.ts): it may carry intermediates, and it
+ * adds an enrollment claim. Sessions are never resumed on the agent listener,
+ * so every connection's identity comes from a certificate it sent itself.
  */
-export function identifyTlsPeer(socket: TLSSocket, certificates: number, enrollmentCas: readonly EnrollmentCa[] = []): PeerIdentity {
+export function identifyTlsPeer(socket: TLSSocket, tapped: number | undefined, enrollmentCas: readonly EnrollmentCa[] = []): PeerIdentity {
+  const sent = sentCertificates(socket);
+  const certificates = tapped ?? sent.length;
   if (certificates === 0) return { kind: "refused", reason: "no client certificate" };
-  const chain = enrollmentCas.length > 0 ? sentChain(socket, certificates) : undefined;
+  const chain = enrollmentCas.length > 0 && sent.length === certificates ? linkedFromLeaf(sent) : undefined;
   const claim = chain ? enrollmentClaim(chain, enrollmentCas) : undefined;
   if (certificates !== 1 && !claim) return { kind: "refused", reason: `${certificates} client certificates, not exactly one` };
-  const x509 = socket.getPeerX509Certificate();
+  const x509 = sent[0];
   const type = x509?.publicKey.asymmetricKeyType;
   if (!x509 || type !== "ed25519") return { kind: "refused", reason: `client certificate key is ${type ?? "unknown"}, not Ed25519` };
   const publicKey = rawEd25519PublicKey(x509.publicKey);
