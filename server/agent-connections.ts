@@ -21,7 +21,15 @@ export interface ConnectionLimits {
   maxConnectionsPerAddress: number;
   /**
    * Connections in their TLS handshake at once. More wait, unread, in arrival
-   * order, until a handshake ends (at most `handshakeTimeoutMs` of waiting).
+   * order, until a handshake ends (at most `waitTimeoutMs` of waiting).
+   *
+   * Why 128 by default: the handshakes in progress share one thread, so with
+   * 1,024 of them each took ~1,024 × 2.5 ms ≈ 2.5 s of wall time, finished
+   * together, and ran into the agents' 5 s call deadlines; a 10,000-agent
+   * reconnect storm took 54–55 s (PostgreSQL, 2-core machine) against
+   * 36–37 s with 128, 41 s with 256 and 43 s with 64 (README, benchmark).
+   * A slot is also held for the network round trip of the handshake, so 128
+   * slots cap a fleet 300 ms away at ~430 handshakes/s: raise it for such.
    */
   maxHandshakes: number;
   /** From the start of the handshake to its end, absolute. Unauthenticated connections never live longer. */
@@ -51,7 +59,7 @@ export interface ConnectionLimits {
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxConnections: 60_000,
   maxConnectionsPerAddress: 4096,
-  maxHandshakes: 1024,
+  maxHandshakes: 128,
   handshakeTimeoutMs: 10_000,
   waitTimeoutMs: 20_000,
   clientCertificateCheck: "native",

@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { loadOrCreateDevCerts } from "../lib/certs.js";
 import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
 import { readNamedFile } from "../lib/read-file.js";
+import { DEFAULT_CONNECTION_LIMITS } from "./agent-connections.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
@@ -145,7 +146,7 @@ export const ServerConfig = {
         new Option("--agent-max-handshakes <n>", "agent connections in their TLS handshake at once; more wait, unread, for a slot")
           .env("BMAAS_AGENT_MAX_HANDSHAKES")
           .argParser(positiveCount)
-          .default(1024),
+          .default(DEFAULT_CONNECTION_LIMITS.maxHandshakes),
       )
       .addOption(
         new Option("--agent-handshake-timeout <seconds>", "absolute time for a TLS handshake; an unauthenticated connection lives no longer than its wait for a slot plus this")
