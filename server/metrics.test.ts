@@ -1,8 +1,10 @@
 import * as grpc from "@grpc/grpc-js";
 import { request as httpsRequest } from "node:https";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { testBackends } from "../test/helpers/databases.js";
 import { codeOf, newAgent, startTestServer } from "../test/helpers/server.js";
+import { PER_HANDLE_DEFAULT_METRICS } from "./metrics.js";
 
 /** Parses the Prometheus text format into "name{labels}" → value. */
 function parseMetrics(text: string): Map<string, number> {
@@ -64,6 +66,13 @@ describe("Prometheus metrics", () => {
     expect(after.get('bmaas_fleet_machines{state="all"}')).toBe(1);
     expect(after.get('bmaas_fleet_machines{state="heartbeating"}')).toBe(1);
     expect(after.get("process_resident_memory_bytes")).toBeGreaterThan(0);
+    // Not the defaults that walk every handle on each scrape (metrics.ts),
+    // which prom-client does register by those names.
+    const defaults = new Registry();
+    collectDefaultMetrics({ register: defaults });
+    for (const name of PER_HANDLE_DEFAULT_METRICS) expect(defaults.getSingleMetric(name), name).toBeDefined();
+    for (const name of PER_HANDLE_DEFAULT_METRICS) expect([...after.keys()].filter((k) => k === name || k.startsWith(`${name}{`))).toEqual([]);
+    expect(after.has("process_max_fds")).toBe(true);
     // 3 OK + 2 refused heartbeats went through the group-commit queue, in one batch each here.
     expect(delta("bmaas_heartbeat_batched_total")).toBe(5);
     expect(delta("bmaas_heartbeat_batches_total")).toBe(5);
