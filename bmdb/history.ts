@@ -68,11 +68,10 @@ export async function recordEvents(ctx: TxContext, items: readonly { machineId: 
     await inserted.execute(trx);
     return;
   }
-  // A CTE that writes runs to completion whatever reads it; the
+  // A CTE that writes runs to completion though nothing reads it; the
   // notifications are delivered at commit, with the rows.
-  await sql`with inserted as (${inserted} returning 1)
-    select (select count(*) from inserted) as rows, count(pg_notify(${EVENTS_CHANNEL}, p)) as notified
-    from unnest(${events.map(encodeEvent)}::text[]) as p`.execute(trx);
+  await sql`with inserted as (${inserted})
+    select count(pg_notify(${EVENTS_CHANNEL}, p)) from unnest(${events.map(encodeEvent)}::text[]) as p`.execute(trx);
 }
 
 /** A machine's history, newest first; works for deleted machines too. */
@@ -121,11 +120,11 @@ export async function sweepStale(ctx: TxContext, limit: number): Promise<string[
   const rows = await ctx.trx
     .updateTable("machine_agent_heartbeat")
     .set({ stale: true })
+    // The subquery picks them; the transaction is SERIALIZABLE, so a sweep
+    // on another server marking one of them meanwhile makes this one retry.
     .where("machine_id", "in", (eb) =>
       eb.selectFrom("machine_agent_heartbeat").select("machine_id").where("stale", "=", false).where("agent_heartbeat_at", "<", since).limit(limit),
     )
-    .where("stale", "=", false)
-    .where("agent_heartbeat_at", "<", since)
     .returning(["machine_id", "agent_heartbeat_at"])
     .execute();
   await recordEvents(

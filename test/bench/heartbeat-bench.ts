@@ -805,8 +805,8 @@ const ratio = (a: number | undefined, b: number | undefined) => (a === undefined
  */
 function stalledSeconds(p: Phase): string {
   const s = p.per_second ?? [];
-  const stalled = s.map((x, i) => ({ i, ...x })).filter((x) => x.p99 > 100);
   if (s.length === 0) return "";
+  const stalled = s.map((x, i) => ({ i, ...x })).filter((x) => x.p99 > 100);
   return stalled.length === 0
     ? `no second with a p99 over 100 ms`
     : `${stalled.length} of ${s.length} seconds with a p99 over 100 ms (${stalled.map((x) => `s${x.i} ${ms(x.p99)}`).join(", ")})`;
