@@ -57,6 +57,9 @@ describe("PGlite on disk syncs what it commits", () => {
       const db = databaseForTests(bmdb);
       expect((await sql<{ fsync: string }>`show fsync`.execute(db)).rows[0]?.fsync).toBe("on");
       expect((await sql<{ wal_sync_method: string }>`show wal_sync_method`.execute(db)).rows[0]?.wal_sync_method).toBe("fsync");
+      // New WAL segments are not zero-filled in the foreground; checkpoints come every 256 MB of WAL.
+      expect((await sql<{ wal_init_zero: string }>`show wal_init_zero`.execute(db)).rows[0]?.wal_init_zero).toBe("off");
+      expect((await sql<{ max_wal_size: string }>`show max_wal_size`.execute(db)).rows[0]?.max_wal_size).toBe("256MB");
     } finally {
       await bmdb.close();
     }

@@ -395,7 +395,7 @@ interface RssSample {
 
 /** A server's stdout line that is not a log line (e.g. --trace-gc), kept in BENCH_SERVER_OUTPUT if set. */
 function keepServerOutput(label: string, line: string): void {
-  if (S.serverOutput) appendFileSync(S.serverOutput, `${label}: ${line}\n`);
+  if (S.serverOutput) appendFileSync(S.serverOutput, `${label} ${Date.now()}: ${line}\n`);
 }
 
 /** The fields of the server's "stopped" log line. */
