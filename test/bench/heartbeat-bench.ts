@@ -591,7 +591,7 @@ interface Counters {
   batches: number;
   batchMeanSize: number;
   batchMeanMs: number;
-  /** Upper bound of the histogram bucket that holds the 99th percentile. */
+  /** 99th percentile, interpolated within its histogram bucket (histogramQuantileMs). */
   batchP99Ms: number;
   /**
    * p99 of the OK heartbeats as the server timed them (stream arrival to
@@ -602,17 +602,24 @@ interface Counters {
   serverOkP99Ms: number;
 }
 
-/** The upper bound (ms) of the bucket holding quantile q of a histogram's delta; Infinity past the last. */
+/**
+ * Quantile q (ms) of a histogram's delta, interpolated within its bucket as
+ * Prometheus' histogram_quantile does; only the series carrying every one of
+ * `labels` (e.g. 'code="OK"') count. Past the last finite bucket: its bound.
+ */
 function histogramQuantileMs(d: (k: string) => number, keys: Iterable<string>, name: string, q: number, labels: readonly string[] = []): number {
-  const buckets: [number, number][] = [];
+  // Series that differ in other labels are summed bucket by bucket.
+  const byBound = new Map<number, number>();
   for (const k of keys) {
     const m = new RegExp(`^${name}_bucket\\{(.*)\\}$`).exec(k);
     if (!m) continue;
     const set = m[1]!.split(",");
     const le = set.find((l) => l.startsWith("le="))?.slice(4, -1);
-    if (le !== undefined && labels.every((l) => set.includes(l))) buckets.push([le === "+Inf" ? Infinity : Number(le), d(k)]);
+    if (le === undefined || !labels.every((l) => set.includes(l))) continue;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    byBound.set(bound, (byBound.get(bound) ?? 0) + d(k));
   }
-  buckets.sort((a, b) => a[0] - b[0]);
+  const buckets = [...byBound].sort((a, b) => a[0] - b[0]);
   const total = buckets.at(-1)?.[1] ?? 0;
   const i = buckets.findIndex(([, n]) => n >= q * total);
   if (total === 0 || i < 0) return 0;
