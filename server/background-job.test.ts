@@ -19,7 +19,7 @@ describe("background jobs", () => {
         costly.push(Date.now());
         await new Promise((r) => setTimeout(r, 30));
       },
-      5,
+      { share: 5 },
     );
     await new Promise((r) => setTimeout(r, 600));
     slow.stop();
@@ -28,5 +28,19 @@ describe("background jobs", () => {
     expect(costly.length).toBeGreaterThanOrEqual(2);
     expect(costly.length).toBeLessThanOrEqual(4);
     for (let i = 1; i < costly.length; i++) expect(costly[i]! - costly[i - 1]!).toBeGreaterThanOrEqual(140);
+  });
+
+  it("waits firstDelayMs before the first run", async () => {
+    const starts: number[] = [];
+    const t0 = Date.now();
+    const job = startBackgroundJob(20, async () => {
+      starts.push(Date.now() - t0);
+    }, { firstDelayMs: 150 });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(starts).toEqual([]);
+    await new Promise((r) => setTimeout(r, 150));
+    job.stop();
+    expect(starts.length).toBeGreaterThanOrEqual(1);
+    expect(starts[0]).toBeGreaterThanOrEqual(145);
   });
 });

@@ -302,3 +302,38 @@ describe.runIf(process.env.TEST_DATABASE_URL)("WatchMachines across servers on P
     }
   });
 });
+
+describe.each(testBackends())("the stale sweep after a restart on $name", (backend) => {
+  it("waits one freshness window before its first sweep, then records the silent machine", async () => {
+    // A machine whose last heartbeat is an hour old when the server starts (the
+    // server was down): it may be alive and reconnecting, so it is not swept
+    // until a whole freshness window has passed with the server listening.
+    const freshMs = 4000;
+    const clock = testClock();
+    const started = Date.now();
+    const t = await startTestServer(backend, { staleSweepIntervalMs: 100 }, { clock: clock.now, thresholds: { heartbeatFreshMs: freshMs, recoveryAfterMs: 30 * MIN } });
+    try {
+      const { machineId } = await t.operator.createMachine({});
+      const agent = await newAgent(t.server.publicAddress, t.pki);
+      await t.operator.registerAgent({ machineId, publicKey: agent.publicKey });
+      await agent.client.heartbeat({ machineId });
+      agent.client.close();
+      clock.advance(60 * MIN);
+      const kinds = async () => (await t.operator.getMachineHistory({ machineId, pageSize: 100 })).events.map((e) => e.kind);
+      await new Promise((r) => setTimeout(r, 500));
+      const early = await kinds();
+      // Guard: the check above must have run inside the window (a very slow machine could not test this).
+      expect(Date.now() - started).toBeLessThan(freshMs - 500);
+      expect(early).not.toContain("heartbeat_stale");
+      let late = early;
+      while (!late.includes("heartbeat_stale") && Date.now() - started < freshMs + 10_000) {
+        await new Promise((r) => setTimeout(r, 100));
+        late = await kinds();
+      }
+      expect(late).toContain("heartbeat_stale");
+      expect(Date.now() - started).toBeGreaterThanOrEqual(freshMs);
+    } finally {
+      await t.stop();
+    }
+  });
+});

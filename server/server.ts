@@ -295,12 +295,20 @@ export class BmaasServer {
       const sweepMs = options.staleSweepIntervalMs ?? 30_000;
       if (sweepMs > 0) {
         // A sequential scan of the heartbeat table (see migrations/0003): spaced by its cost.
+        // The first sweep waits one freshness window after start: a machine is
+        // stale when it was silent for that long while a server listened. Swept
+        // at once, a restart after a longer outage would record every machine
+        // of the fleet as stale (a history row and a notification each), and
+        // seconds later as resumed when its agent reconnected.
         jobs.push(
-          startBackgroundJob(sweepMs, () =>
-            bmdb.sweepStale().then(
-              () => {},
-              (err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"),
-            ),
+          startBackgroundJob(
+            sweepMs,
+            () =>
+              bmdb.sweepStale().then(
+                () => {},
+                (err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"),
+              ),
+            { firstDelayMs: bmdb.thresholds.heartbeatFreshMs },
           ),
         );
       }
