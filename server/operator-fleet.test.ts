@@ -305,13 +305,14 @@ describe.runIf(process.env.TEST_DATABASE_URL)("WatchMachines across servers on P
 
 describe.each(testBackends())("the stale sweep after a restart on $name", (backend) => {
   it("waits one freshness window before its first sweep, then records the silent machine", async () => {
-    // A machine whose last heartbeat is an hour old when the server starts (the
-    // server was down): it may be alive and reconnecting, so it is not swept
-    // until a whole freshness window has passed with the server listening.
+    // A machine whose last heartbeat is an hour old when a server starts (it
+    // was down): it may be alive and reconnecting, so it is not swept until a
+    // whole freshness window has passed with the server listening.
     const freshMs = 4000;
     const clock = testClock();
-    const started = Date.now();
-    const t = await startTestServer(backend, { staleSweepIntervalMs: 100 }, { clock: clock.now, thresholds: { heartbeatFreshMs: freshMs, recoveryAfterMs: 30 * MIN } });
+    const thresholds = { heartbeatFreshMs: freshMs, recoveryAfterMs: 30 * MIN };
+    const t = await startTestServer(backend, { staleSweepIntervalMs: 0 }, { clock: clock.now, thresholds });
+    let restarted: Awaited<ReturnType<typeof startServerOn>> | undefined;
     try {
       const { machineId } = await t.operator.createMachine({});
       const agent = await newAgent(t.server.publicAddress, t.pki);
@@ -319,11 +320,15 @@ describe.each(testBackends())("the stale sweep after a restart on $name", (backe
       await agent.client.heartbeat({ machineId });
       agent.client.close();
       clock.advance(60 * MIN);
-      const kinds = async () => (await t.operator.getMachineHistory({ machineId, pageSize: 100 })).events.map((e) => e.kind);
-      await new Promise((r) => setTimeout(r, 500));
+
+      const started = Date.now();
+      restarted = await startServerOn(t.bmdb, t.pki, { staleSweepIntervalMs: 100 });
+      const kinds = async () => (await t.bmdb.getHistory(machineId, 100)).events.map((e) => e.event);
+      await new Promise((r) => setTimeout(r, 300));
       const early = await kinds();
-      // Guard: the check above must have run inside the window (a very slow machine could not test this).
+      // Guard: that reading fell inside the window (a very slow machine could not test this).
       expect(Date.now() - started).toBeLessThan(freshMs - 500);
+      expect(early).toContain("first_heartbeat");
       expect(early).not.toContain("heartbeat_stale");
       let late = early;
       while (!late.includes("heartbeat_stale") && Date.now() - started < freshMs + 10_000) {
@@ -333,6 +338,7 @@ describe.each(testBackends())("the stale sweep after a restart on $name", (backe
       expect(late).toContain("heartbeat_stale");
       expect(Date.now() - started).toBeGreaterThanOrEqual(freshMs);
     } finally {
+      await restarted?.stop();
       await t.stop();
     }
   });
