@@ -70,7 +70,6 @@ export async function revokeAgent(ctx: TxContext, machineId: string, by: string)
   await requireMachine(trx, machineId);
   const gone = await trx.deleteFrom("machine_agent_started").where("machine_id", "=", machineId).returning("agent_public_key").executeTakeFirst();
   if (!gone) throw new AgentNotRegisteredError(machineId);
-  await trx.deleteFrom("machine_agent_heartbeat").where("machine_id", "=", machineId).execute();
   const fingerprint = keyFingerprint(gone.agent_public_key);
   // A revoked key is refused for good: its agent records no pending request.
   await rejectKeyAfterRevocation(ctx, machineId, gone.agent_public_key, by);
@@ -124,20 +123,19 @@ export async function heartbeat(ctx: TxContext, input: HeartbeatInput, bounds: A
   return { authenticated: true, installationRequest: pending ? row.requestRaw : null, ...(enrolled && { enrolled: true as const }) };
 }
 
-/** Upserts the heartbeat; history records transitions only. */
+/** Writes the heartbeat into the agent's row (authenticated just before); history records transitions only. */
 async function recordHeartbeat(ctx: TxContext, machineId: string): Promise<void> {
   const { trx, now } = ctx;
+  // In an UPDATE the right-hand sides read the row as it was: the previous heartbeat.
   const beat = await trx
-    .insertInto("machine_agent_heartbeat")
-    .values({ machine_id: machineId, agent_heartbeat_at: now, previous_heartbeat_at: null })
-    .onConflict((oc) =>
-      oc.column("machine_id").doUpdateSet((eb) => ({
-        previous_heartbeat_at: eb.ref("machine_agent_heartbeat.agent_heartbeat_at"),
-        previous_stale: eb.ref("machine_agent_heartbeat.stale"),
-        agent_heartbeat_at: now,
-        stale: false,
-      })),
-    )
+    .updateTable("machine_agent_started")
+    .set((eb) => ({
+      previous_heartbeat_at: eb.ref("agent_heartbeat_at"),
+      previous_stale: eb.ref("stale"),
+      agent_heartbeat_at: now,
+      stale: false,
+    }))
+    .where("machine_id", "=", machineId)
     .returning(["previous_heartbeat_at", "previous_stale"])
     .executeTakeFirstOrThrow();
   // The transitions: the first heartbeat, and coming back after the sweeper

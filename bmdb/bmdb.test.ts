@@ -106,9 +106,8 @@ describe.each(testBackends())("bmdb on $name", (backend) => {
     const ids = Array.from({ length: n }, () => randomUUID());
     const lastHeartbeatAt = new Date(Date.now() - 3_600_000);
     await sql`insert into machines (machine_id) select unnest(${ids}::uuid[])`.execute(db);
-    await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-      select id, now(), sha256(id::text::bytea) from unnest(${ids}::uuid[]) as id`.execute(db);
-    await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at) select id, ${lastHeartbeatAt} from unnest(${ids}::uuid[]) as id`.execute(db);
+    await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key, agent_heartbeat_at)
+      select id, now(), sha256(id::text::bytea), ${lastHeartbeatAt} from unnest(${ids}::uuid[]) as id`.execute(db);
     const mine = new Set<string>(ids);
     const announced = new Set<string>();
     const unsubscribe = await bmdb.subscribe((d) => {

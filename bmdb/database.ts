@@ -34,6 +34,16 @@ export interface MachineAgentStartedTable {
   admission: ColumnType<AdmissionState, AdmissionState | undefined, AdmissionState>;
   /** Who or what decided: an operator's certificate name, "import", or an enrollment CA. */
   admitted_by: ColumnType<string | null, string | null | undefined, string | null>;
+  /**
+   * The agent's last heartbeat, null until its first. Kept in the agent's row
+   * so that a heartbeat is one lookup (migrations/0008).
+   */
+  agent_heartbeat_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  /** Set once by the stale sweeper, cleared by the next heartbeat. */
+  stale: Generated<boolean>;
+  /** Written by each heartbeat: the one before it, and its stale flag. */
+  previous_heartbeat_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  previous_stale: Generated<boolean>;
 }
 
 export type AdmissionState = "preauthorized" | "accepted";
@@ -53,16 +63,6 @@ export interface MachineAgentRequestTable {
   decided_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
   decided_by: string | null;
   reason: string | null;
-}
-
-export interface MachineAgentHeartbeatTable {
-  machine_id: string;
-  agent_heartbeat_at: Timestamp;
-  /** Set once by the stale sweeper, cleared by the next heartbeat. */
-  stale: Generated<boolean>;
-  /** Written by each heartbeat's upsert: the one before it, and its stale flag. */
-  previous_heartbeat_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
-  previous_stale: Generated<boolean>;
 }
 
 export interface MachineHardwareReportTable {
@@ -110,7 +110,6 @@ export interface Database {
   machines: MachinesTable;
   machine_provided: MachineProvidedTable;
   machine_agent_started: MachineAgentStartedTable;
-  machine_agent_heartbeat: MachineAgentHeartbeatTable;
   machine_hardware_report: MachineHardwareReportTable;
   machine_installation_request: MachineInstallationRequestTable;
   machine_installation_report: MachineInstallationReportTable;

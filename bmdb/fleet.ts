@@ -41,13 +41,12 @@ export interface MachineSummary {
   installationPending: boolean;
 }
 
-const JOINED = ["m", "p", "s", "h", "hw", "rq", "rp"] as const;
+const JOINED = ["m", "p", "s", "hw", "rq", "rp"] as const;
 type Joined = ExpressionBuilder<
   Database & {
     m: Database["machines"];
     p: Database["machine_provided"];
     s: Database["machine_agent_started"];
-    h: Database["machine_agent_heartbeat"];
     hw: Database["machine_hardware_report"];
     rq: Database["machine_installation_request"];
     rp: Database["machine_installation_report"];
@@ -61,7 +60,6 @@ export function machinesWithTags(db: Kysely<Database>) {
     .selectFrom("machines as m")
     .leftJoin("machine_provided as p", "p.machine_id", "m.machine_id")
     .leftJoin("machine_agent_started as s", "s.machine_id", "m.machine_id")
-    .leftJoin("machine_agent_heartbeat as h", "h.machine_id", "m.machine_id")
     .leftJoin("machine_hardware_report as hw", "hw.machine_id", "m.machine_id")
     .leftJoin("machine_installation_request as rq", "rq.machine_id", "m.machine_id")
     .leftJoin("machine_installation_report as rp", "rp.machine_id", "m.machine_id");
@@ -71,9 +69,10 @@ export function machinesWithTags(db: Kysely<Database>) {
 function predicates(eb: Joined, now: Date, t: FleetThresholds) {
   const freshSince = new Date(now.getTime() - t.heartbeatFreshMs);
   const recoverySince = new Date(now.getTime() - t.recoveryAfterMs);
-  const fresh = eb("h.agent_heartbeat_at", ">=", freshSince);
-  const stale = eb("h.agent_heartbeat_at", "<", freshSince);
-  const never = eb("h.machine_id", "is", null);
+  // The heartbeat is in the agent's row (migrations/0008): null without an agent or before its first.
+  const fresh = eb("s.agent_heartbeat_at", ">=", freshSince);
+  const stale = eb("s.agent_heartbeat_at", "<", freshSince);
+  const never = eb("s.agent_heartbeat_at", "is", null);
   const needsRecovery = eb.or([eb.and([eb("s.agent_started_at", "<=", recoverySince), never]), stale]);
   const pending = eb.and([
     eb("rq.machine_id", "is not", null),
@@ -154,7 +153,7 @@ export async function listMachines(
         "p.provider_id",
         "p.provider_location",
         "s.agent_started_at",
-        "h.agent_heartbeat_at",
+        "s.agent_heartbeat_at",
         eb.fn.coalesce(p.needsRecovery as Expression<SqlBool>, sql<SqlBool>`false`).as("needs_recovery"),
         eb("hw.machine_id", "is not", null).as("has_hw"),
         eb.fn.coalesce(p.pending as Expression<SqlBool>, sql<SqlBool>`false`).as("pending"),

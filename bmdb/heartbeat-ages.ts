@@ -3,7 +3,8 @@ import type { Database } from "./database.js";
 
 // How recent every machine's last heartbeat is, counted by provider and
 // location: the fleet's heartbeat health at a glance. One grouped scan of
-// machines ⟕ provided ⟕ heartbeat, the same tables ListMachines reads.
+// machines ⟕ provided ⟕ agent (whose row holds the heartbeat), the same
+// tables ListMachines reads.
 
 export interface HeartbeatAgeCount {
   provider: string;
@@ -19,12 +20,12 @@ export interface HeartbeatAgeCount {
 /** Machines by last-heartbeat age bucket (bounds in ms, ascending), per provider and location. */
 export async function heartbeatAges(db: Kysely<Database>, now: Date, boundsMs: readonly number[]): Promise<HeartbeatAgeCount[]> {
   if (boundsMs.some((b, i) => i > 0 && b <= boundsMs[i - 1]!)) throw new Error("heartbeat age bounds must ascend");
-  const cases = boundsMs.map((b, i) => sql`when h.agent_heartbeat_at >= ${new Date(now.getTime() - b)} then ${sql.lit(i)}`);
-  const bucket = sql<number | null>`case when h.machine_id is null then null ${sql.join(cases, sql` `)} else ${sql.lit(boundsMs.length)} end`;
+  const cases = boundsMs.map((b, i) => sql`when s.agent_heartbeat_at >= ${new Date(now.getTime() - b)} then ${sql.lit(i)}`);
+  const bucket = sql<number | null>`case when s.agent_heartbeat_at is null then null ${sql.join(cases, sql` `)} else ${sql.lit(boundsMs.length)} end`;
   const rows = await db
     .selectFrom("machines as m")
     .leftJoin("machine_provided as p", "p.machine_id", "m.machine_id")
-    .leftJoin("machine_agent_heartbeat as h", "h.machine_id", "m.machine_id")
+    .leftJoin("machine_agent_started as s", "s.machine_id", "m.machine_id")
     .select([
       sql<string>`coalesce(p.provider, '')`.as("provider"),
       sql<string>`coalesce(p.provider_location, '')`.as("location"),

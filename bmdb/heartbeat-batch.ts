@@ -10,9 +10,10 @@ import { hex } from "./private/hex.js";
 // Group commit of the common heartbeat: many agents' heartbeats (no hardware
 // report, no installation report) in ONE statement, so one round trip and one
 // commit (autocommit) serve a whole batch. In that statement:
-//   1. authenticate every (machine_id, key) pair against machine_agent_started;
-//   2. upsert the heartbeat of the authenticated ones, RETURNING the previous
-//      heartbeat and stale flag (no read that could race);
+//   1.+2. one UPDATE of the agents' rows in machine_agent_started, matching
+//      machine_id and key: it authenticates and writes the heartbeat, one
+//      primary-key lookup per heartbeat (migrations/0008), RETURNING the
+//      previous heartbeat and stale flag (no read that could race);
 //   3. from those, write the history transitions (first heartbeat, resumed
 //      after stale) and announce them with pg_notify — in the same statement,
 //      so they commit with the heartbeats or not at all;
@@ -20,12 +21,12 @@ import { hex } from "./private/hex.js";
 //   5. only when some heartbeat did not authenticate: record those as pending
 //      requests within bounds (bmdb/admission.ts, migrations/0007), with a
 //      refusal reason each — nothing for an unknown machine or a rejected key.
-// A machine must appear at most once per batch (ON CONFLICT cannot touch a row
-// twice in one statement): the caller guarantees it.
+// A machine must appear at most once per batch (an UPDATE touches a row once
+// per statement): the caller guarantees it.
 //
 // Isolation: the statement runs at READ COMMITTED. It is atomic on its own; a
-// heartbeat racing an operator's revocation is linearised before or after it
-// (see migrations/0003 for why it cannot resurrect a revoked agent's row).
+// heartbeat racing an operator's revocation or key replacement is linearised
+// before or after it: the UPDATE re-checks the key on the row's newest version.
 // Operator operations stay SERIALIZABLE transactions.
 
 export interface BatchHeartbeat {
@@ -59,7 +60,7 @@ export async function heartbeatBatch(
   // One pre-made event ID per row, used only by rows that make a transition.
   const eventIds = batch.map(() => newEventId(now));
   // The statement itself is the function bmaas_heartbeat_batch
-  // (migrations/0004): PL/pgSQL keeps its plan, planning it per call cost more
+  // (migrations/0004, its query now 0008's): PL/pgSQL keeps its plan, planning it per call cost more
   // than running it.
   const { rows } = await sql<Row>`
     select out_ord as ord, out_status as status, out_request_generation as request_generation, out_request_raw as request_raw, out_report_generation as report_generation

@@ -118,18 +118,19 @@ export const SWEEP_CHUNK = 2_000;
 export async function sweepStale(ctx: TxContext, limit: number): Promise<string[]> {
   const since = new Date(ctx.now.getTime() - ctx.thresholds.heartbeatFreshMs);
   const rows = await ctx.trx
-    .updateTable("machine_agent_heartbeat")
+    .updateTable("machine_agent_started")
     .set({ stale: true })
     // The subquery picks them; the transaction is SERIALIZABLE, so a sweep
     // on another server marking one of them meanwhile makes this one retry.
     .where("machine_id", "in", (eb) =>
-      eb.selectFrom("machine_agent_heartbeat").select("machine_id").where("stale", "=", false).where("agent_heartbeat_at", "<", since).limit(limit),
+      eb.selectFrom("machine_agent_started").select("machine_id").where("stale", "=", false).where("agent_heartbeat_at", "<", since).limit(limit),
     )
     .returning(["machine_id", "agent_heartbeat_at"])
     .execute();
   await recordEvents(
     ctx,
-    rows.map((r) => ({ machineId: r.machine_id, event: "heartbeat_stale", details: { lastHeartbeatAt: r.agent_heartbeat_at.toISOString() } })),
+    // agent_heartbeat_at < since matched only rows that have one.
+    rows.map((r) => ({ machineId: r.machine_id, event: "heartbeat_stale", details: { lastHeartbeatAt: r.agent_heartbeat_at!.toISOString() } })),
   );
   return rows.map((r) => r.machine_id);
 }

@@ -125,7 +125,7 @@ export async function getMachine({ trx }: TxContext, machineId: string): Promise
       "s.agent_public_key",
       "s.admission",
       "s.admitted_by",
-      "h.agent_heartbeat_at",
+      "s.agent_heartbeat_at",
       "hw.reported_at as hw_reported_at",
       "hw.hardware_report_raw",
       "hw.hardware_report_json",

@@ -35,7 +35,7 @@ describe.each(testBackends())("migrations on $name", (backend) => {
         values (${id}, ${Uint8Array.of(10, 0)}, ${JSON.stringify(json)}::jsonb, now())`.execute(db);
     }
 
-    expect(await migrate(db)).toEqual(["0006_hardware_report_totals", "0007_admission"]);
+    expect(await migrate(db)).toEqual(["0006_hardware_report_totals", "0007_admission", "0008_heartbeat_in_agent_row"]);
     const rows = await db.selectFrom("machine_hardware_report").select(["machine_id", "cpu_threads", "memory_bytes"]).orderBy("machine_id").execute();
     expect(rows.map((r) => [r.cpu_threads, r.memory_bytes])).toEqual([
       [48n, "343597383680"],
@@ -51,7 +51,6 @@ describe.each(testBackends())("migrations on $name", (backend) => {
     expect(await migrate(db)).toEqual([]);
     const tables = (await db.introspection.getTables()).map((t) => t.name).sort();
     const expected: (keyof Database)[] = [
-      "machine_agent_heartbeat",
       "machine_agent_request",
       "machine_agent_started",
       "machine_hardware_report",
@@ -62,6 +61,41 @@ describe.each(testBackends())("migrations on $name", (backend) => {
       "machines",
     ];
     expect(tables).toEqual(expected);
+  });
+});
+
+describe.each(testBackends())("migration 0008 on $name", (backend) => {
+  it("carries every heartbeat, stale flag and previous heartbeat into the agent's row, and drops the heartbeat table", async () => {
+    const tdb = await backend.create();
+    const bmdb = await openBmdb(tdb.url, { migrate: false });
+    try {
+      const db = databaseForTests(bmdb);
+      expect((await new Migrator({ db, provider: migrationProvider }).migrateTo("0007_admission")).error).toBeUndefined();
+      const [beating, silent] = ["00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"];
+      const at = new Date("2026-11-01T10:00:00Z");
+      const before = new Date("2026-11-01T09:00:00Z");
+      for (const id of [beating, silent]) {
+        await sql`insert into machines (machine_id) values (${id})`.execute(db);
+        await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key) values (${id}, ${before}, sha256(${id}::text::bytea))`.execute(db);
+      }
+      await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at, stale, previous_heartbeat_at, previous_stale)
+        values (${beating}, ${at}, true, ${before}, true)`.execute(db);
+
+      expect(await migrate(db)).toEqual(["0008_heartbeat_in_agent_row"]);
+      const rows = await db
+        .selectFrom("machine_agent_started")
+        .select(["machine_id", "agent_heartbeat_at", "stale", "previous_heartbeat_at", "previous_stale"])
+        .orderBy("machine_id")
+        .execute();
+      expect(rows).toEqual([
+        { machine_id: beating, agent_heartbeat_at: at, stale: true, previous_heartbeat_at: before, previous_stale: true },
+        { machine_id: silent, agent_heartbeat_at: null, stale: false, previous_heartbeat_at: null, previous_stale: false },
+      ]);
+      expect((await db.introspection.getTables()).map((t) => t.name)).not.toContain("machine_agent_heartbeat");
+    } finally {
+      await bmdb.close();
+      await tdb.drop();
+    }
   });
 });
 

@@ -115,8 +115,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // 0004's function with the refused-rows tail and a status column (a new
   // return type, hence drop and create). The query itself is unchanged.
   await sql`drop function if exists bmaas_heartbeat_batch(text[], text[], text[], timestamptz, timestamptz, text, text)`.execute(db);
+  await createHeartbeatBatchFunction(db);
+}
+
+/** This migration's bmaas_heartbeat_batch (0008's down restores it). */
+export async function createHeartbeatBatchFunction(db: Kysely<unknown>): Promise<void> {
   await sql`
-    create function bmaas_heartbeat_batch(
+    create or replace function bmaas_heartbeat_batch(
       p_machine_ids text[], p_keys text[], p_event_ids text[],
       p_now timestamptz, p_stale_before timestamptz, p_now_text text, p_channel text,
       p_max_per_machine int, p_max_total int)

@@ -6,6 +6,7 @@ import * as m0004 from "./0004_heartbeat_batch_function.js";
 import * as m0005 from "./0005_search_prefixes.js";
 import * as m0006 from "./0006_hardware_report_totals.js";
 import * as m0007 from "./0007_admission.js";
+import * as m0008 from "./0008_heartbeat_in_agent_row.js";
 
 // Migrations are listed here rather than discovered on disk so the compiled
 // server carries them and the order is explicit. Append, never edit.
@@ -17,6 +18,7 @@ const migrations: Record<string, Migration> = {
   "0005_search_prefixes": m0005,
   "0006_hardware_report_totals": m0006,
   "0007_admission": m0007,
+  "0008_heartbeat_in_agent_row": m0008,
 };
 
 export const migrationProvider: MigrationProvider = {

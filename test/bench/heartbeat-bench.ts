@@ -342,10 +342,8 @@ async function registerMachines(url: string, fleet: Fleet, filler = 0): Promise<
     if (filler > 0) {
       await sql`insert into machines (machine_id, created_at)
         select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${filler}::int)`.execute(db);
-      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea) from machines`.execute(db);
-      await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
-        select machine_id, now() - random() * interval '30 seconds' from machine_agent_started`.execute(db);
+      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key, agent_heartbeat_at)
+        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea), now() - random() * interval '30 seconds' from machines`.execute(db);
     }
     const chunk = 10_000;
     for (let i = 0; i < fleet.ids.length; i += chunk) {

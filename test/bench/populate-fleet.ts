@@ -17,12 +17,12 @@ export async function populateFleet(bmdb: Bmdb, machines: number): Promise<void>
   await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
     select machine_id, now() - interval '2 hours', sha256(machine_id::text::bytea) from machines where abs(hashtext(machine_id::text || 'a')) % 10 < 9`.execute(db);
   // 80% heartbeat: most within a minute, one in eight of them an hour ago (stale).
-  await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
-    select machine_id, case when abs(hashtext(machine_id::text || 'h')) % 8 = 0 then now() - interval '1 hour' else now() - random() * interval '60 seconds' end
-    from machine_agent_started where abs(hashtext(machine_id::text || 'b')) % 10 < 9`.execute(db);
+  await sql`update machine_agent_started
+    set agent_heartbeat_at = case when abs(hashtext(machine_id::text || 'h')) % 8 = 0 then now() - interval '1 hour' else now() - random() * interval '60 seconds' end
+    where abs(hashtext(machine_id::text || 'b')) % 10 < 9`.execute(db);
   await sql`insert into machine_hardware_report (machine_id, hardware_report_raw, hardware_report_json, cpu_threads, memory_bytes, reported_at)
     select machine_id, '\\x0a00'::bytea, '{"report":{"cpu":[{"hardwareThreads":32}],"memoryInstalledBytes":"137438953472"}}'::jsonb, 32, 137438953472, now()
-    from machine_agent_heartbeat where abs(hashtext(machine_id::text || 'w')) % 4 <> 0`.execute(db);
+    from machine_agent_started where agent_heartbeat_at is not null and abs(hashtext(machine_id::text || 'w')) % 4 <> 0`.execute(db);
   await sql`insert into machine_installation_request (machine_id, generation, installation_request_raw, requested_at)
     select machine_id, 1, '\\x0801'::bytea, now() from machine_agent_started where abs(hashtext(machine_id::text || 'i')) % 10 = 0`.execute(db);
   await sql`insert into machine_installation_report (machine_id, generation, result, installation_report_raw, reported_at)
