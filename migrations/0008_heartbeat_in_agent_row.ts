@@ -10,9 +10,9 @@ import { createHeartbeatBatchFunction } from "./0007_admission.js";
 // checks the key in the same row, and writes the heartbeat there: one lookup,
 // and (with the free space fillfactor leaves) a HOT update that writes no index
 // entry — none of the row's indexed columns (machine_id, the key's fingerprint)
-// changes. The statement of the group commit, DB-only, batches of 64: 1.4–1.7
-// against 1.9–2.4 ms, and 1,000,000 against 10,000 machines 1.0–1.1× against
-// 1.2× (README, benchmark).
+// changes. The group-commit statement alone, batches of 64 (npm run
+// bench:batch): 1.7–2.0 against 1.9–2.4 ms with 10,000 machines, 1.7–2.1
+// against 2.5 ms with 1,000,000.
 //
 // What stays: revoking the agent deletes the row, heartbeat included (the
 // cascade did that before); replacing its key updates the row and keeps the
