@@ -212,7 +212,7 @@ export async function fleetStats(db: Kysely<Database>, now: Date, t: FleetThresh
   // parallel workers: with 1,000,000 machines that took both cores of a
   // 2-core server for ~0.5 s (1.5 s of CPU) at every gauge refresh, and the
   // heartbeats of those seconds waited (the large-database p99). One process
-  // takes ~1.3 s of one core instead and leaves the other to the heartbeats.
+  // takes ~0.8 s of one core instead and leaves the other to the heartbeats.
   // (Runs inside the caller's transaction, so the setting ends with it.)
   await sql`set local max_parallel_workers_per_gather = 0`.execute(db);
   const c = await machinesWithTags(db)

@@ -1,13 +1,14 @@
 // Periodic background work (fleet gauges, the stale sweep) whose cost grows
 // with the fleet. On a fleet of a million machines one fleet-stats query takes
-// over a second of database CPU (1.3 s of one core; the stale sweep's scan
-// ~0.1 s); run every 30 s it would take a visible share of a 2-core machine
-// and show up in heartbeat latency: the seconds around each count had a p99
-// 2-3× the others'. So the pause after each run is at least `share` times its
+// most of a second of database CPU (0.8 s of one core; 1.3 s before the
+// heartbeat moved into the agent's row), the stale sweep's scan ~0.1 s. Run
+// every 30 s, the count took a visible share of a 2-core machine and showed up
+// in heartbeat latency: the seconds around each count had a p99 2-3× the
+// others'. So the pause after each run is at least `share` times its
 // duration: the job never takes more than ~1/share of the time (1% by
 // default), whatever the interval asked for. With 1,000,000 machines the
-// fleet gauges refresh about every two minutes (bmaas_fleet_stats_age_seconds
-// says how old they are); up to ~200,000 machines the interval asked for holds.
+// fleet gauges refresh about every 80 s (bmaas_fleet_stats_age_seconds says
+// how old they are); up to ~300,000 machines the interval asked for holds.
 
 export interface BackgroundJob {
   stop(): void;
