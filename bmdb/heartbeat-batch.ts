@@ -59,9 +59,9 @@ export async function heartbeatBatch(
   const staleBefore = new Date(now.getTime() - thresholds.heartbeatFreshMs);
   // One pre-made event ID per row, used only by rows that make a transition.
   const eventIds = batch.map(() => newEventId(now));
-  // The statement itself is the function bmaas_heartbeat_batch
-  // (migrations/0004, its query now 0008's): PL/pgSQL keeps its plan, planning it per call cost more
-  // than running it.
+  // The statement itself is the function bmaas_heartbeat_batch (migrations/
+  // 0004; its query now 0008's): PL/pgSQL keeps its plan, planning it per call
+  // cost more than running it.
   const { rows } = await sql<Row>`
     select out_ord as ord, out_status as status, out_request_generation as request_generation, out_request_raw as request_raw, out_report_generation as report_generation
     from bmaas_heartbeat_batch(

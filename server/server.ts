@@ -294,7 +294,7 @@ export class BmaasServer {
       jobs.push({ stop: () => clearInterval(readiness) });
       const sweepMs = options.staleSweepIntervalMs ?? 30_000;
       if (sweepMs > 0) {
-        // A sequential scan of the heartbeat table (see migrations/0003): spaced by its cost.
+        // A sequential scan of the agents' rows, which hold the heartbeats (migrations/0003, 0008): spaced by its cost.
         // The first sweep waits one freshness window after start: a machine is
         // stale when it was silent for that long while a server listened. Swept
         // at once, a restart after a longer outage would record every machine
