@@ -26,19 +26,17 @@ export function startBackgroundJob(intervalMs: number, job: () => Promise<void>,
   const { share = 100, firstDelayMs = 0 } = options;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  const runAfter = (ms: number) => {
+    timer = setTimeout(() => void run(), ms);
+    timer.unref();
+  };
   const run = async () => {
     const started = Date.now();
     await job();
-    if (stopped) return;
-    timer = setTimeout(() => void run(), Math.max(intervalMs, (Date.now() - started) * share));
-    timer.unref();
+    if (!stopped) runAfter(Math.max(intervalMs, (Date.now() - started) * share));
   };
-  if (firstDelayMs > 0) {
-    timer = setTimeout(() => void run(), firstDelayMs);
-    timer.unref();
-  } else {
-    void run();
-  }
+  if (firstDelayMs > 0) runAfter(firstDelayMs);
+  else void run();
   return {
     stop() {
       stopped = true;

@@ -16,6 +16,7 @@ import { heartbeatBatch, type BatchHeartbeat } from "../../bmdb/heartbeat-batch.
 import { openBmdb } from "../../bmdb/index.js";
 import { migrationProvider } from "../../migrations/index.js";
 import { createBenchDatabase, type BenchDatabase } from "./bench-database.js";
+import { insertFillerAgents, insertFleetAgents, settleBulkLoad } from "./populate-fleet.js";
 
 process.noDeprecation = true;
 const FLEET = 10_000;
@@ -45,24 +46,18 @@ async function setup(size: number, schema: Schema): Promise<Setup> {
   if (error) throw error;
   // The rest of the machines first, with agents and recent heartbeats; the fleet's after them.
   const filler = size - FLEET;
-  if (filler > 0) {
+  if (schema === "latest") {
+    await insertFillerAgents(db, filler);
+  } else if (filler > 0) {
+    // 0007's schema: the heartbeat in its own table.
     await sql`insert into machines (machine_id, created_at) select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${filler}::int)`.execute(db);
-    if (schema === "0007") {
-      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea) from machines`.execute(db);
-      await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
-        select machine_id, now() - random() * interval '30 seconds' from machine_agent_started`.execute(db);
-    } else {
-      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key, agent_heartbeat_at)
-        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea), now() - random() * interval '30 seconds' from machines`.execute(db);
-    }
+    await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+      select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea) from machines`.execute(db);
+    await sql`insert into machine_agent_heartbeat (machine_id, agent_heartbeat_at)
+      select machine_id, now() - random() * interval '30 seconds' from machine_agent_started`.execute(db);
   }
-  const ids = fleet.map((a) => a.machineId);
-  await sql`insert into machines (machine_id) select unnest(${ids}::uuid[])`.execute(db);
-  await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-    select id, now(), decode(k, 'hex') from unnest(${ids}::uuid[], ${fleet.map((a) => Buffer.from(a.publicKey).toString("hex"))}::text[]) as t(id, k)`.execute(db);
-  await sql`vacuum (freeze, analyze)`.execute(db);
-  await sql`checkpoint`.execute(db);
+  await insertFleetAgents(db, fleet.map((a) => a.machineId), fleet.map((a) => Buffer.from(a.publicKey).toString("hex")));
+  await settleBulkLoad(db);
   return { label: `${schema === "0007" ? "two lookups (0007)" : "one lookup (latest)"}, ${size.toLocaleString("en-US")} machines`, database, bmdb, db };
 }
 

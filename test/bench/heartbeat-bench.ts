@@ -67,12 +67,12 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { sql } from "kysely";
 import pg from "pg";
 import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
+import { insertFillerAgents, insertFleetAgents, settleBulkLoad } from "./populate-fleet.js";
 
 process.noDeprecation = true;
 
@@ -341,28 +341,9 @@ async function registerMachines(url: string, fleet: Fleet, filler = 0): Promise<
   const bmdb = await openBmdb(url);
   try {
     const db = databaseForTests(bmdb);
-    if (filler > 0) {
-      await sql`insert into machines (machine_id, created_at)
-        select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${filler}::int)`.execute(db);
-      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key, agent_heartbeat_at)
-        select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea), now() - random() * interval '30 seconds' from machines`.execute(db);
-    }
-    const chunk = 10_000;
-    for (let i = 0; i < fleet.ids.length; i += chunk) {
-      const ids = fleet.ids.slice(i, i + chunk);
-      const keys = fleet.keysHex.slice(i, i + chunk);
-      await sql`insert into machines (machine_id) select unnest(${ids}::uuid[])`.execute(db);
-      await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
-        select id, now(), decode(k, 'hex') from unnest(${ids}::uuid[], ${keys}::text[]) as t(id, k)`.execute(db);
-    }
-    // Settle the bulk load before measuring, as a database that has been
-    // serving for a while is: otherwise the first scenarios on a fresh
-    // 1,000,000-machine database run beside autovacuum (triggered by the
-    // inserts), hint-bit writes on every first touched page, and the
-    // checkpoint of the load. (It did not close the gap between the 1,000,000-
-    // and 10,000-machine steady p99: README, benchmark.)
-    await sql`vacuum (freeze, analyze)`.execute(db);
-    await sql`checkpoint`.execute(db);
+    await insertFillerAgents(db, filler);
+    await insertFleetAgents(db, fleet.ids, fleet.keysHex);
+    await settleBulkLoad(db);
   } finally {
     await bmdb.close();
   }

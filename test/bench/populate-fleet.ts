@@ -1,5 +1,6 @@
-import { sql } from "kysely";
+import { sql, type Kysely } from "kysely";
 import { databaseForTests, type Bmdb } from "../../bmdb/bmdb.js";
+import type { Database } from "../../bmdb/database.js";
 
 /**
  * A fleet of machines with a realistic mix of tags, written by set-based SQL
@@ -31,4 +32,35 @@ export async function populateFleet(bmdb: Bmdb, machines: number): Promise<void>
   // visibility map now, instead of the first heartbeats dirtying (and, after
   // the load's checkpoint, logging whole) every page they read.
   await sql`vacuum analyze`.execute(db);
+}
+
+/** n machines, each with an agent key and a heartbeat of the last 30 s: the rest of a large fleet. Into an empty database, before any other machine. */
+export async function insertFillerAgents(db: Kysely<Database>, n: number): Promise<void> {
+  if (n <= 0) return;
+  await sql`insert into machines (machine_id, created_at)
+    select gen_random_uuid(), now() - interval '30 days' from generate_series(1, ${n}::int)`.execute(db);
+  await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key, agent_heartbeat_at)
+    select machine_id, now() - interval '30 days', sha256(machine_id::text::bytea), now() - random() * interval '30 seconds' from machines`.execute(db);
+}
+
+/** The given machines with their agents' keys (hex), registered and never heartbeating yet. */
+export async function insertFleetAgents(db: Kysely<Database>, ids: readonly string[], keysHex: readonly string[]): Promise<void> {
+  const chunk = 10_000;
+  for (let i = 0; i < ids.length; i += chunk) {
+    const someIds = ids.slice(i, i + chunk);
+    await sql`insert into machines (machine_id) select unnest(${someIds}::uuid[])`.execute(db);
+    await sql`insert into machine_agent_started (machine_id, agent_started_at, agent_public_key)
+      select id, now(), decode(k, 'hex') from unnest(${someIds}::uuid[], ${keysHex.slice(i, i + chunk)}::text[]) as t(id, k)`.execute(db);
+  }
+}
+
+/**
+ * Settles a bulk load before measuring, as a database that has been serving
+ * for a while is: otherwise the first seconds measured run beside autovacuum
+ * (triggered by the inserts), hint-bit writes on every first touched page, and
+ * the checkpoint of the load.
+ */
+export async function settleBulkLoad(db: Kysely<Database>): Promise<void> {
+  await sql`vacuum (freeze, analyze)`.execute(db);
+  await sql`checkpoint`.execute(db);
 }
