@@ -9,6 +9,11 @@
       "target_name": "memory_trim",
       "sources": ["native/memory-trim.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "reuseport_listen",
+      "sources": ["native/reuseport-listen.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
     }
   ]
 }

@@ -41,7 +41,8 @@
 static unsigned char marker[MAX_MARKER];
 static size_t marker_length = 0;
 static int installed = 0;
-static double checked = 0, refused = 0;
+/* Counted from every thread that does handshakes (the agent listener's threads). */
+static unsigned long checked = 0, refused = 0;
 
 static int refuse_chain(int ok, X509_STORE_CTX *ctx) {
   (void)ok;
@@ -158,9 +159,9 @@ static void on_message(int write_p, int version, int content_type, const void *b
    * time.
    */
   SSL_set_num_tickets(ssl, 0);
-  checked++;
+  __atomic_fetch_add(&checked, 1, __ATOMIC_RELAXED);
   if (SSL_version(ssl) != TLS1_3_VERSION || !all_linked(p + 4, len - 4)) {
-    refused++;
+    __atomic_fetch_add(&refused, 1, __ATOMIC_RELAXED);
     SSL_set_verify(ssl, SSL_get_verify_mode(ssl), refuse_chain);
   }
 }
@@ -195,9 +196,11 @@ static napi_value install(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "the TLS certificate guard is already installed with another marker");
     return NULL;
   }
-  memcpy(marker, data, length);
-  marker_length = length;
   if (!installed) {
+    /* Written once, before any handshake can read it; later installs (from
+     * the agent listener's other threads) only check that it is the same. */
+    memcpy(marker, data, length);
+    marker_length = length;
     if (CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, NULL, on_new_ssl, NULL, NULL) < 0) {
       napi_throw_error(env, NULL, "OpenSSL refused a new SSL ex_data index");
       return NULL;
@@ -213,9 +216,9 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result, value;
   CHECK(napi_create_object(env, &result));
-  CHECK(napi_create_double(env, checked, &value));
+  CHECK(napi_create_double(env, (double)__atomic_load_n(&checked, __ATOMIC_RELAXED), &value));
   CHECK(napi_set_named_property(env, result, "checked", value));
-  CHECK(napi_create_double(env, refused, &value));
+  CHECK(napi_create_double(env, (double)__atomic_load_n(&refused, __ATOMIC_RELAXED), &value));
   CHECK(napi_set_named_property(env, result, "refused", value));
   return result;
 }

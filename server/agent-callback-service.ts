@@ -5,8 +5,9 @@ import type { Logger } from "pino";
 import { DatabaseUnavailableError, type Refusal } from "../bmdb/index.js";
 import { AgentCallback as NewAgentCallback } from "../gen/cloud/agent/api/agent_callback_pb.js";
 import { AgentCallback, HeartbeatResponseSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
-import type { AgentCall, AgentCallHandler } from "./agent-listener.js";
-import { Code, isOpen, readUnaryMessage, sendMessage, sendStatus, WireStatus } from "./grpc-wire.js";
+import type { AgentCall } from "./agent-call.js";
+import type { AgentCallHandler } from "./agent-listener.js";
+import { Code, WireStatus } from "./grpc-wire.js";
 import { parseHeartbeatRequest } from "./heartbeat-request.js";
 import type { HeartbeatQueue } from "./heartbeat-queue.js";
 
@@ -35,7 +36,7 @@ export interface AgentCallbackDeps {
 const NOT_REGISTERED = "machine unknown or public key not registered for it";
 const DATABASE_UNAVAILABLE = "database unavailable, try again later";
 /** A call whose request body does not arrive within this is answered DEADLINE_EXCEEDED. */
-const BODY_TIMEOUT_MS = 30_000;
+export const BODY_TIMEOUT_MS = 30_000;
 
 const INSTALLATION_REQUEST_FIELD = HeartbeatResponseSchema.field.installationRequest.number;
 const SUGGESTED_INTERVAL_FIELD = HeartbeatResponseSchema.field.suggestedInterval.number;
@@ -56,22 +57,28 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
   const { queue, logger, observe } = deps;
 
   const gone = (call: AgentCall): Code => (call.deadline !== undefined && Date.now() >= call.deadline ? Code.DEADLINE_EXCEEDED : Code.CANCELLED);
-  const finish = (call: AgentCall, code: Code, sent: boolean) => observe(sent ? code : gone(call), (Date.now() - call.startedAt) / 1000);
+  // Metrics count what the caller received: from another listener thread,
+  // whether the answer reached its stream is known only once that thread says.
+  const finish = (call: AgentCall, code: Code, sent: boolean | Promise<boolean>) => {
+    const record = (got: boolean) => observe(got ? code : gone(call), (Date.now() - call.startedAt) / 1000);
+    if (typeof sent === "boolean") record(sent);
+    else void sent.then(record);
+  };
 
   const serve = async (call: AgentCall): Promise<void> => {
-    const { stream, connection } = call;
+    const { connection } = call;
     if (call.deadline !== undefined && Date.now() >= call.deadline) throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded on arrival");
     // The body must come within the caller's deadline, and never later than BODY_TIMEOUT_MS.
     const bodyBy = Math.min(call.deadline ?? Infinity, Date.now() + BODY_TIMEOUT_MS);
     // Admission first: a refused call costs its headers only (the body is discarded unread).
     const refusal = queue.admit();
     if (refusal) {
-      stream.resume();
+      call.discardBody();
       throw refusal;
     }
-    const body = await readUnaryMessage(stream, deps.maxRequestBytes, bodyBy - Date.now());
+    const body = await call.readMessage(deps.maxRequestBytes, bodyBy - Date.now());
     const parsed = parseHeartbeatRequest(body);
-    const live = () => isOpen(stream) && (call.deadline === undefined || Date.now() < call.deadline);
+    const live = () => call.isOpen() && (call.deadline === undefined || Date.now() < call.deadline);
     const identity = connection.identity;
     // A certificate that names this machine and chains to an enrollment CA:
     // the heartbeat may admit the key, until one was answered OK on this connection.
@@ -96,7 +103,7 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
       if (result.enrolled) deps.onEnrolled?.();
     }
     const response = encodeResponse(result.installationRequest, queue.pacedIntervalMs(deps.baseIntervalMs));
-    finish(call, Code.OK, sendMessage(stream, response));
+    finish(call, Code.OK, call.respond(response));
   };
 
   return (call) => {
@@ -110,7 +117,7 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
         logger.error({ err: error }, "bug: unexpected error in Heartbeat");
         status = new WireStatus(Code.INTERNAL, "internal error");
       }
-      finish(call, status.code, sendStatus(call.stream, status));
+      finish(call, status.code, call.fail(status));
     });
   };
 }

@@ -124,7 +124,7 @@ export interface ConnectionCounts {
  * `ready` (which injects it into HTTP/2). Returns the accept function.
  */
 export class ConnectionGate {
-  readonly counts: ConnectionCounts = { open: 0, waiting: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
+  readonly counts: ConnectionCounts;
   // Sockets waiting for a handshake slot, oldest first (a Set keeps insertion order).
   readonly #waiting = new Set<Socket>();
   readonly #perAddress = new Map<string, number>();
@@ -149,7 +149,10 @@ export class ConnectionGate {
     tls: { cert: string; key: string; enrollmentCas?: readonly EnrollmentCa[] },
     private readonly ready: (socket: Socket, connection: AgentConnection) => void,
     private readonly logger: Logger,
+    /** Where to count (another listener thread's are read by the main thread: ./agent-thread-protocol.ts). */
+    counts?: ConnectionCounts,
   ) {
+    this.counts = counts ?? { open: 0, waiting: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
     this.#enrollmentCas = tls.enrollmentCas ?? [];
     this.#tap = limits.clientCertificateCheck === "tap";
     if (!this.#tap) {

@@ -3,6 +3,7 @@ import type { Server, Socket } from "node:net";
 import type { Logger } from "pino";
 import type { EnrollmentCa } from "./enrollment-ca.js";
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, connectionOf, type AgentConnection, type ConnectionCounts, type ConnectionLimits } from "./agent-connections.js";
+import { localAgentCall, type AgentCall, type AgentCallConnection } from "./agent-call.js";
 import { checkRequestHeaders, Code, parseGrpcTimeout, sendStatus, WireStatus } from "./grpc-wire.js";
 import { listen, stopListening, type ListenAddress } from "./listen.js";
 
@@ -35,16 +36,6 @@ export const DEFAULT_AGENT_LISTENER_LIMITS: AgentListenerLimits = {
   keepaliveTimeoutMs: 20_000,
 };
 
-/** One call arriving on the agent listener, with the connection it came on. */
-export interface AgentCall {
-  stream: ServerHttp2Stream;
-  headers: IncomingHttpHeaders;
-  connection: AgentConnection & { identity: { kind: "agent" } };
-  /** When the caller gives up (Date.now() scale), if it said. */
-  deadline: number | undefined;
-  startedAt: number;
-}
-
 /** Serves a call whose transport identity is an agent key; must answer it. */
 export type AgentCallHandler = (call: AgentCall) => void;
 /** Told of every call refused before the handler, for metrics. */
@@ -52,6 +43,8 @@ export type RefusalObserver = (code: Code) => void;
 
 export interface AgentListenerOptions {
   address: ListenAddress;
+  /** Listen on this socket (one of a SO_REUSEPORT group, ./reuseport.ts) instead of opening one on address. */
+  fd?: number;
   cert: string;
   key: string;
   /** CAs whose certificates admit agents automatically (./enrollment-ca.ts). */
@@ -61,6 +54,8 @@ export interface AgentListenerOptions {
   onRefused?: RefusalObserver;
   limits?: Partial<AgentListenerLimits>;
   logger: Logger;
+  /** Where the connection gate counts (default: an object of its own). */
+  counts?: ConnectionCounts;
 }
 
 export interface AgentListener {
@@ -162,13 +157,7 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
       return;
     }
     const timeout = parseGrpcTimeout(headers["grpc-timeout"]);
-    handler({
-      stream,
-      headers,
-      connection: connection as AgentCall["connection"],
-      deadline: timeout === undefined ? undefined : startedAt + timeout,
-      startedAt,
-    });
+    handler(localAgentCall(stream, connection as AgentCallConnection, timeout === undefined ? undefined : startedAt + timeout, startedAt));
   });
 
   // One sweep for every connection instead of timers per connection: maximum
@@ -199,9 +188,15 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
   }, Math.max(100, Math.min(5000, limits.keepaliveMs / 4, limits.idleTimeoutMs / 4, limits.maxConnectionAgeMs > 0 ? limits.maxConnectionAgeMs / 4 : 5000)));
   sweep.unref();
 
-  const gate = new ConnectionGate(limits, { cert: options.cert, key: options.key, enrollmentCas: options.enrollmentCas ?? [] }, (socket) => h2.emit("connection", socket), logger);
+  const gate = new ConnectionGate(
+    limits,
+    { cert: options.cert, key: options.key, enrollmentCas: options.enrollmentCas ?? [] },
+    (socket) => h2.emit("connection", socket),
+    logger,
+    options.counts,
+  );
   // Paused: the gate reads a connection only once it may start its handshake.
-  const server = await listen(options.address, "agents", gate.accept, { pauseOnConnect: true });
+  const server = await listen(options.address, "agents", gate.accept, { pauseOnConnect: true, ...(options.fd !== undefined && { fd: options.fd }) });
   // The kernel's own cap, in case the gate's bookkeeping is ever behind.
   server.maxConnections = limits.maxConnections + limits.maxHandshakes;
 

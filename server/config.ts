@@ -4,6 +4,7 @@ import { loadOrCreateDevCerts } from "../lib/certs.js";
 import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
 import { readNamedFile } from "../lib/read-file.js";
 import { DEFAULT_CONNECTION_LIMITS } from "./agent-connections.js";
+import { defaultAgentThreads } from "./agent-listener-threads.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
@@ -28,6 +29,7 @@ export interface ServerFlags {
   memoryTrimInterval: number;
   watchMaxQueued: number;
   agentMaxRequestBytes: number;
+  agentThreads: number;
   agentMaxConnections: number;
   agentMaxConnectionsPerIp: number;
   agentMaxHandshakes: number;
@@ -135,6 +137,12 @@ export const ServerConfig = {
           .argParser(positiveCount)
           .default(256 * 1024),
       )
+      .addOption(
+        new Option("--agent-threads <n>", "threads doing the agent listener's TLS and HTTP/2, the main thread included (default: one per core, at most 4)")
+          .env("BMAAS_AGENT_THREADS")
+          .argParser(positiveCount)
+          .default(defaultAgentThreads()),
+      )
       .addOption(new Option("--agent-max-connections <n>", "open agent connections at most").env("BMAAS_AGENT_MAX_CONNECTIONS").argParser(positiveCount).default(60_000))
       .addOption(
         new Option("--agent-max-connections-per-ip <n>", "open agent connections from one source address at most")
@@ -231,6 +239,7 @@ export const ServerConfig = {
       memoryTrimIntervalMs: flags.memoryTrimInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),
       agentMaxRequestBytes: flags.agentMaxRequestBytes,
+      agentThreads: flags.agentThreads,
       agentLimits: {
         maxConnections: flags.agentMaxConnections,
         maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,

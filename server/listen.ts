@@ -29,16 +29,17 @@ export function listen(
   address: ListenAddress,
   what: string,
   onConnection: (socket: Socket) => void,
-  options: { pauseOnConnect?: boolean } = {},
+  options: { pauseOnConnect?: boolean; fd?: number } = {},
 ): Promise<Server> {
-  return startListening(createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection), address, what);
+  return startListening(createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection), address, what, options.fd);
 }
 
 /**
- * Starts server (any net.Server: plain, HTTP, HTTPS) listening on address;
- * rejects with "cannot listen for <what> on host:port: <reason>".
+ * Starts server (any net.Server: plain, HTTP, HTTPS) listening on address,
+ * or on the listening socket `fd` made for it (./reuseport.ts); rejects with
+ * "cannot listen for <what> on host:port: <reason>".
  */
-export function startListening<S extends Server>(server: S, address: ListenAddress, what: string): Promise<S> {
+export function startListening<S extends Server>(server: S, address: ListenAddress, what: string, fd?: number): Promise<S> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const reason =
@@ -51,7 +52,8 @@ export function startListening<S extends Server>(server: S, address: ListenAddre
     // (then 3 s, 7 s…). Linux caps it at net.core.somaxconn (4096 on Debian
     // 12): a 10,000-agent reconnect storm there counted ~40,000 dropped SYNs
     // (ListenOverflows). README: raise somaxconn for fleets larger than that.
-    server.listen({ port: address.port, backlog: 65535, ...(address.host ? { host: address.host } : {}) }, () => {
+    const where = fd === undefined ? { port: address.port, ...(address.host ? { host: address.host } : {}) } : { fd };
+    server.listen({ ...where, backlog: 65535 }, () => {
       server.off("error", onError);
       resolve(server);
     });

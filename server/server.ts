@@ -10,8 +10,9 @@ import type { Bmdb } from "../bmdb/index.js";
 import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/operator/v1/operator_pb.js";
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { EnrollmentCa } from "./enrollment-ca.js";
-import { HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
-import { listenForAgents, type AgentListener, type AgentListenerLimits } from "./agent-listener.js";
+import { BODY_TIMEOUT_MS, HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
+import type { AgentListener, AgentListenerLimits } from "./agent-listener.js";
+import { listenForAgentsOnThreads } from "./agent-listener-threads.js";
 import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
 import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
@@ -42,6 +43,8 @@ export interface ServerOptions {
   agentMaxRequestBytes?: number;
   /** Connection and stream limits of the agent listener (see README "Security model"). */
   agentLimits?: Partial<AgentListenerLimits>;
+  /** Threads doing the agent listener's TLS and HTTP/2, the main thread included (default 1; the CLI: one per core). */
+  agentThreads?: number;
   /** Group commit and backpressure of heartbeats: in-flight bound, batch size, budget per second. */
   heartbeatQueue?: Partial<HeartbeatQueueOptions>;
   /** Heartbeat interval suggested to agents in every answer (unset: none). */
@@ -202,7 +205,11 @@ export class BmaasServer {
       let connected = () => 0;
       const queue = new HeartbeatQueue(opening, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
       const observeHeartbeat = (code: grpc.status, seconds: number) => observe(AgentCallback.typeName, "Heartbeat", code, seconds);
-      const agents = (running.agents = await listenForAgents({
+      const agentMaxRequestBytes = options.agentMaxRequestBytes ?? 256 * 1024;
+      const agents = (running.agents = await listenForAgentsOnThreads({
+        threads: options.agentThreads ?? 1,
+        maxRequestBytes: agentMaxRequestBytes,
+        bodyTimeoutMs: BODY_TIMEOUT_MS,
         address: parseListenAddress(options.publicListenAddress),
         cert: options.serverCert,
         key: options.serverKey,
@@ -211,7 +218,7 @@ export class BmaasServer {
         handler: heartbeatHandler({
           queue,
           logger,
-          maxRequestBytes: options.agentMaxRequestBytes ?? 256 * 1024,
+          maxRequestBytes: agentMaxRequestBytes,
           baseIntervalMs: options.agentHeartbeatIntervalMs ?? 0,
           observe: observeHeartbeat,
           onRefusal: (r) => metrics.admission.refused(r),
@@ -227,7 +234,7 @@ export class BmaasServer {
       // compile, recovery) takes seconds on its worker thread: the handshakes
       // (main thread) overlap it instead of waiting behind it, and agents are
       // not sent into back-off by refused connections meanwhile.
-      logger.info({ public: boundAddress(agents.server) }, "agent listener open");
+      logger.info({ public: boundAddress(agents.server), threads: agents.threads }, "agent listener open");
       const bmdb = await opening;
       metrics.watchDatabase(bmdb);
       metrics.watchAgents(agentCounts, queue);

@@ -1,7 +1,3 @@
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { createRequire } from "node:module";
-import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import {
   CompiledQuery,
@@ -15,6 +11,7 @@ import {
   type QueryResult,
   type TransactionSettings,
 } from "kysely";
+import { workerEntry } from "../../lib/worker-entry.js";
 import { ConnectionLostError, DriverClosedError } from "./classify.js";
 import type { BatchTransaction, WorkerData, WorkerError, WorkerReply, WorkerRequest, WorkerResult, WorkerStatement } from "./pglite-worker-protocol.js";
 
@@ -72,34 +69,6 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
-/** file: URL of tsx's ESM register API ("tsx/esm/api", import condition). */
-function tsxEsmApi(): string {
-  const req = createRequire(import.meta.url);
-  const pkgPath = req.resolve("tsx/package.json");
-  const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as { exports?: { [k: string]: unknown } };
-  const entry = pkg.exports?.["./esm/api"];
-  const imp = entry !== null && typeof entry === "object" ? (entry as { import?: unknown }).import : undefined;
-  const file = typeof imp === "string" ? imp : imp !== null && typeof imp === "object" ? (imp as { default?: unknown }).default : undefined;
-  if (typeof file !== "string") throw new Error("cannot find tsx's ESM API to run the PGlite worker from TypeScript sources");
-  return pathToFileURL(join(dirname(pkgPath), file)).href;
-}
-
-/**
- * The worker's entry: the built pglite-worker.js next to this module, or,
- * running from TypeScript sources (vitest, tsx), a bootstrap that registers
- * tsx in the worker and imports pglite-worker.ts. (On Node 20 a worker's
- * execArgv ["--import", "tsx"] does not apply tsx's hooks to the worker's own
- * entry module, hence the bootstrap.) tsx is a devDependency: dist/ never
- * needs it.
- */
-function workerEntry(): URL {
-  const js = new URL("./pglite-worker.js", import.meta.url);
-  if (existsSync(fileURLToPath(js))) return js;
-  const ts = new URL("./pglite-worker.ts", import.meta.url);
-  const boot = `import { register } from ${JSON.stringify(tsxEsmApi())};\nregister();\nawait import(${JSON.stringify(ts.href)});\n`;
-  return new URL(`data:text/javascript,${encodeURIComponent(boot)}`);
-}
-
 /**
  * One PGlite instance in a worker thread. Statements go by postMessage; a
  * worker that dies fails every pending and later statement with
@@ -128,7 +97,7 @@ export class PGliteWorkerClient {
     // the main thread) ends up fully touched. Measured over 170,000 batched
     // heartbeats: the same throughput, 74 MiB less RSS (312 -> 238 MiB after a
     // memory trim).
-    this.#worker = new Worker(workerEntry(), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+    this.#worker = new Worker(workerEntry(new URL("./pglite-worker.js", import.meta.url)), { workerData: data, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     // Idle, the worker must not keep the process alive (an in-process PGlite
     // did not); it is referenced while it starts and while requests are pending.
     this.#starting = true;

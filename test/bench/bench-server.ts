@@ -5,8 +5,8 @@
 // `bench-server.js empty '{"cert","key","ca"}'`; it sends {kind:"ready",address}.
 import { pino } from "pino";
 import { HEARTBEAT_PATHS } from "../../server/agent-callback-service.js";
-import { listenForAgents } from "../../server/agent-listener.js";
-import { Code, readUnaryMessage, sendMessage, sendStatus, WireStatus } from "../../server/grpc-wire.js";
+import { defaultAgentThreads, listenForAgentsOnThreads } from "../../server/agent-listener-threads.js";
+import { Code, WireStatus } from "../../server/grpc-wire.js";
 import { parseHeartbeatRequest } from "../../server/heartbeat-request.js";
 import { boundAddress } from "../../server/listen.js";
 
@@ -16,19 +16,24 @@ const [mode, certJson] = process.argv.slice(2);
 if (mode !== "empty") throw new Error(`bench-server: unknown mode ${mode}`);
 const pki = JSON.parse(certJson!) as { cert: string; key: string; ca: string };
 
-const agents = await listenForAgents({
+const agents = await listenForAgentsOnThreads({
+  // As many listener threads as bmaas-server has by default (or --agent-threads in BENCH_SERVER_ARGS: same env).
+  threads: Number(process.env.BMAAS_AGENT_THREADS) || defaultAgentThreads(),
+  maxRequestBytes: 256 * 1024,
+  bodyTimeoutMs: 30_000,
   address: { host: "127.0.0.1", port: 0 },
   cert: pki.cert,
   key: pki.key,
   paths: HEARTBEAT_PATHS,
   limits: { maxConnections: 200_000, maxConnectionsPerAddress: 200_000 },
-  handler: ({ stream }) => {
-    readUnaryMessage(stream, 256 * 1024, 30_000)
+  handler: (call) => {
+    call
+      .readMessage(256 * 1024, 30_000)
       .then((body) => {
         parseHeartbeatRequest(body);
-        sendMessage(stream, new Uint8Array());
+        call.respond(new Uint8Array());
       })
-      .catch((e: unknown) => sendStatus(stream, e instanceof WireStatus ? e : new WireStatus(Code.INTERNAL, "internal error")));
+      .catch((e: unknown) => call.fail(e instanceof WireStatus ? e : new WireStatus(Code.INTERNAL, "internal error")));
   },
   logger: pino({ level: "silent" }),
 });
