@@ -29,7 +29,7 @@ import { openSharedPort } from "./reuseport.js";
 // that accepted it; the main thread sees a copy with each call.
 
 export interface ThreadedListenerOptions extends AgentListenerOptions {
-  /** Listener threads, the main thread included (1: the main thread alone). */
+  /** Listener threads, the main thread included (1: the main thread alone; see defaultAgentThreads). */
   threads: number;
   /** The handler's request limits, applied where the request is read. */
   maxRequestBytes: number;
@@ -39,11 +39,23 @@ export interface ThreadedListenerOptions extends AgentListenerOptions {
 export interface ThreadedAgentListener extends AgentListener {
   /** Threads that listen (1 when SO_REUSEPORT sockets could not be had). */
   readonly threads: number;
+  /** Each thread's own counts, the main thread's first (counts is their sum). */
+  readonly byThread: readonly ConnectionCounts[];
 }
 
-/** The default: a listener thread per core, at most 4 (the main thread has the database's work too). */
-export function defaultAgentThreads(): number {
-  return Math.max(1, Math.min(4, availableParallelism()));
+/**
+ * The default: one thread below 4 cores, else half the cores, at most 4.
+ * Measured on 2 cores shared with the load generator (README, benchmark): 2
+ * threads connected 10,000 agents to the empty handler 10–20% faster and
+ * raised its back-to-back rate by a quarter or more, but heartbeats through
+ * the database went no faster (the main thread's database work and the
+ * database took the rest of the machine), and RSS grew by ~130 MiB (a second
+ * V8 heap and malloc arena), which PGlite's 1 GiB budget had no room for.
+ * With cores to spare, handshakes (one core's worth per thread) are what
+ * threads buy; the other half of the cores is left to the database.
+ */
+export function defaultAgentThreads(cores = availableParallelism()): number {
+  return cores < 4 ? 1 : Math.min(4, Math.floor(cores / 2));
 }
 
 /**
@@ -208,11 +220,15 @@ class ListenerThread {
  */
 export async function listenForAgentsOnThreads(options: ThreadedListenerOptions): Promise<ThreadedAgentListener> {
   const { logger } = options;
-  if (options.threads <= 1) return { ...(await listenForAgents(options)), threads: 1 };
+  const single = async (): Promise<ThreadedAgentListener> => {
+    const listener = await listenForAgents(options);
+    return { ...listener, threads: 1, byThread: [listener.counts] };
+  };
+  if (options.threads <= 1) return single();
   const shared = openSharedPort(options.address, options.threads, "agents");
   if (!shared.fds) {
     logger.warn({ reason: shared.error }, "agent listener on the main thread only");
-    return { ...(await listenForAgents(options)), threads: 1 };
+    return single();
   }
   const [mainFd, ...otherFds] = shared.fds as [number, ...number[]];
   const limits = threadShare({ ...DEFAULT_AGENT_LISTENER_LIMITS, ...options.limits }, options.threads);
@@ -246,9 +262,11 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
     await closeAll(0);
     throw err;
   }
+  const byThread = [main.counts, ...threads.map((t) => t.counts)];
   return {
     server: main.server,
     threads: options.threads,
+    byThread,
     counts: summedCounts(() => [main.counts, ...threads.filter((t) => t.alive).map((t) => t.counts)]),
     close: closeAll,
   };

@@ -138,7 +138,7 @@ export const ServerConfig = {
           .default(256 * 1024),
       )
       .addOption(
-        new Option("--agent-threads <n>", "threads doing the agent listener's TLS and HTTP/2, the main thread included (default: one per core, at most 4)")
+        new Option("--agent-threads <n>", "threads doing the agent listener's TLS and HTTP/2, the main thread included (default: 1 below 4 cores, else half the cores, at most 4)")
           .env("BMAAS_AGENT_THREADS")
           .argParser(positiveCount)
           .default(defaultAgentThreads()),

@@ -11,8 +11,8 @@ import { file_bmaas_operator_v1_operator, OperatorService } from "../gen/bmaas/o
 import { AgentCallback } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import type { EnrollmentCa } from "./enrollment-ca.js";
 import { BODY_TIMEOUT_MS, HEARTBEAT_PATHS, heartbeatHandler } from "./agent-callback-service.js";
-import type { AgentListener, AgentListenerLimits } from "./agent-listener.js";
-import { listenForAgentsOnThreads } from "./agent-listener-threads.js";
+import type { AgentListenerLimits } from "./agent-listener.js";
+import { listenForAgentsOnThreads, type ThreadedAgentListener } from "./agent-listener-threads.js";
 import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
 import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
@@ -43,7 +43,7 @@ export interface ServerOptions {
   agentMaxRequestBytes?: number;
   /** Connection and stream limits of the agent listener (see README "Security model"). */
   agentLimits?: Partial<AgentListenerLimits>;
-  /** Threads doing the agent listener's TLS and HTTP/2, the main thread included (default 1; the CLI: one per core). */
+  /** Threads doing the agent listener's TLS and HTTP/2, the main thread included (default 1; the CLI: defaultAgentThreads). */
   agentThreads?: number;
   /** Group commit and backpressure of heartbeats: in-flight bound, batch size, budget per second. */
   heartbeatQueue?: Partial<HeartbeatQueueOptions>;
@@ -105,7 +105,7 @@ function reflectedFiles(): ConstructorParameters<typeof ReflectionService>[0] {
 interface ServerParts {
   publicAddress: string;
   internalAddress: string;
-  agents: AgentListener;
+  agents: ThreadedAgentListener;
   heartbeats: HeartbeatQueue;
   /** The operator service; it has no port of its own, the internal listener injects its connections. */
   internalGrpc: grpc.Server;
@@ -171,6 +171,8 @@ export class BmaasServer {
   readonly internalAddress: string;
   /** Agent connections by state, for tests and metrics. */
   readonly agentConnections: ConnectionCounts;
+  /** The same, each agent listener thread's own (the main thread's first). */
+  readonly agentConnectionsByThread: readonly ConnectionCounts[];
   readonly heartbeats: HeartbeatQueue;
   readonly metrics: ServerMetrics;
   /** Where Prometheus scrapes, if a metrics listener runs. */
@@ -184,6 +186,7 @@ export class BmaasServer {
     this.publicAddress = parts.publicAddress;
     this.internalAddress = parts.internalAddress;
     this.agentConnections = parts.agents.counts;
+    this.agentConnectionsByThread = parts.agents.byThread;
     this.heartbeats = parts.heartbeats;
     this.metrics = parts.metrics;
     this.metricsAddress = parts.metricsAddress;
