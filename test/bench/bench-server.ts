@@ -9,6 +9,7 @@ import { defaultAgentThreads, listenForAgentsOnThreads } from "../../server/agen
 import { Code, WireStatus } from "../../server/grpc-wire.js";
 import { parseHeartbeatRequest } from "../../server/heartbeat-request.js";
 import { boundAddress } from "../../server/listen.js";
+import { certificateGuard } from "../../server/tls-certificate-guard.js";
 
 export type BenchReply = { kind: "ready"; address: string };
 
@@ -21,7 +22,8 @@ const agents = await listenForAgentsOnThreads({
   threads: Number(process.env.BMAAS_AGENT_THREADS) || defaultAgentThreads(),
   maxRequestBytes: 256 * 1024,
   bodyTimeoutMs: 30_000,
-  address: { host: "127.0.0.1", port: 0 },
+  // BENCH_CEILING_PORT: a fixed port, so that a ceiling can be restarted on it (a reconnect storm without a database).
+  address: { host: "127.0.0.1", port: Number(process.env.BENCH_CEILING_PORT) || 0 },
   cert: pki.cert,
   key: pki.key,
   paths: HEARTBEAT_PATHS,
@@ -38,5 +40,9 @@ const agents = await listenForAgentsOnThreads({
   logger: pino({ level: "silent" }),
 });
 process.send!({ kind: "ready", address: boundAddress(agents.server) } satisfies BenchReply);
+// {kind:"counts"} → the listener's connection counts, for experiments.
+process.on("message", (m: { kind?: string }) => {
+  if (m.kind === "counts") process.send!({ kind: "counts", counts: { ...agents.counts }, certificates: certificateGuard().guard?.stats() });
+});
 // Exit normally on SIGTERM, so that node flags such as --cpu-prof write their output.
 process.once("SIGTERM", () => process.exit(0));
