@@ -1,41 +1,42 @@
 /*
- * A listening TCP socket with SO_REUSEPORT, for the agent listener's threads.
- * TLS handshakes are the agent listener's bottleneck and Node runs each
- * thread's on one core; several threads can share one port only if each has
- * its own listening socket in one SO_REUSEPORT group (the kernel then spreads
- * new connections over them by their addresses and ports). Node 20 cannot
- * ask for SO_REUSEPORT (net.Server's reusePort came in Node 22.12), but it
- * listens on a socket it is given: net.Server.listen({ fd }). This makes that
- * socket and nothing else; Node owns and closes it from then on.
+ * Sockets with SO_REUSEPORT, for the agent listener's threads. TLS
+ * handshakes bound the agent listener and Node runs each thread's on one
+ * core; several threads can share one port only if each has its own
+ * listening socket in one SO_REUSEPORT group (the kernel then spreads new
+ * connections over them by their addresses and ports). Node 20 cannot ask
+ * for SO_REUSEPORT (net.Server's reusePort came in Node 22.12), but it
+ * listens on a socket it is given: net.Server.listen({ fd }). This makes
+ * such a socket, bound and not yet listening: Node's listen() is what opens
+ * it to connections, each on the thread that will accept them, and Node
+ * owns and closes it from then on.
  */
 #include <node_api.h>
 #include <errno.h>
-#include <stdbool.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHECK(call) \
-  if ((call) != napi_ok) return NULL
-
-static napi_value fail(napi_env env, const char *what, const char *reason) {
+/* Errors are "errno <name>: <reason>" or "resolve: <reason>", for reuseport.ts. */
+static napi_value fail(napi_env env, const char *code, const char *reason) {
   char message[512];
-  snprintf(message, sizeof message, "%.255s: %.200s", what, reason);
-  napi_throw_error(env, NULL, message);
+  snprintf(message, sizeof message, "%.40s: %.400s", code, reason);
+  napi_throw_error(env, code, message);
   return NULL;
 }
 
 /*
- * One socket for one resolved address; -errno on failure (fd closed). With
- * probe, a plain bind without SO_REUSEPORT, closed at once: it fails while
- * anybody listens on the port, including another server's SO_REUSEPORT
- * sockets, which would otherwise let a second server started on the same
- * port (by the same user) join this one's group and take half its agents.
+ * Binds one socket to one resolved address; the fd, or -errno (fd closed).
+ * With probe, a plain bind without SO_REUSEPORT, closed at once (0 when it
+ * succeeded): it fails while anybody listens on the port, including another
+ * server's SO_REUSEPORT sockets, which would otherwise let a second server
+ * started on the same port (by the same user) join this one's group and take
+ * part of its agents.
  */
-static int open_one(const struct addrinfo *ai, int backlog, int probe) {
+static int bind_one(const struct addrinfo *ai, bool probe) {
   int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
   if (fd < 0) return -errno;
   int one = 1, zero = 0;
@@ -43,7 +44,7 @@ static int open_one(const struct addrinfo *ai, int backlog, int probe) {
       (!probe && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
       /* "::" takes IPv4 too, as Node's own listen on every interface does. */
       (ai->ai_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
-      bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (!probe && listen(fd, backlog) < 0)) {
+      bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -55,53 +56,66 @@ static int open_one(const struct addrinfo *ai, int backlog, int probe) {
   return fd;
 }
 
-/*
- * open(host: string, port: number, backlog: number, probe: boolean): { fd, port }.
- * host "" is every interface (IPv6 and IPv4 when the machine has IPv6). With
- * probe (for the first socket on a given port), fails if the port is taken.
- * Throws "<host:port>: <reason>" (EADDRINUSE's reason reads "Address in use").
- */
-static napi_value open_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) return fail(env, "open", "want host, port, backlog, probe");
-  bool probe = false;
-  char host[256];
-  size_t host_len = 0;
-  int32_t port = 0, backlog = 0;
-  if (napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len) != napi_ok ||
-      napi_get_value_int32(env, argv[1], &port) != napi_ok || napi_get_value_int32(env, argv[2], &backlog) != napi_ok ||
-      napi_get_value_bool(env, argv[3], &probe) != napi_ok ||
-      port < 0 || port > 65535) {
-    return fail(env, "open", "want host (string), port (0-65535), backlog (number), probe (boolean)");
+/* The first address of res that binds (probed first when asked); fd or -errno. */
+static int bind_first(const struct addrinfo *res, bool probe) {
+  int fd = -EADDRNOTAVAIL;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+    if (probe) {
+      int p = bind_one(ai, true);
+      if (p < 0) {
+        fd = p;
+        continue;
+      }
+    }
+    fd = bind_one(ai, false);
+    if (fd >= 0) return fd;
   }
-  char service[8];
-  snprintf(service, sizeof service, "%d", port);
-  struct addrinfo hints, *res = NULL;
+  return fd;
+}
+
+static int resolve(const char *host, const char *service, int family, struct addrinfo **res) {
+  struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  hints.ai_family = host_len == 0 ? AF_INET6 : AF_UNSPEC;
-  int gai = getaddrinfo(host_len == 0 ? NULL : host, service, &hints, &res);
-  if (gai != 0 && host_len == 0) {
-    /* No IPv6 on this machine: every IPv4 interface. */
-    hints.ai_family = AF_INET;
-    gai = getaddrinfo(NULL, service, &hints, &res);
+  hints.ai_family = family;
+  return getaddrinfo(host, service, &hints, res);
+}
+
+/*
+ * open(host: string, port: number, probe: boolean): { fd, port }: a bound
+ * SO_REUSEPORT socket. host "" is every interface ("::" taking IPv4 too, or
+ * 0.0.0.0 where the kernel has no IPv6). With probe, fails if the port is
+ * taken (for the first socket on a given port).
+ */
+static napi_value open_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  char host[256];
+  size_t host_len = 0;
+  int32_t port = 0;
+  bool probe = false;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], host, sizeof host, &host_len) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &port) != napi_ok || napi_get_value_bool(env, argv[2], &probe) != napi_ok || port < 0 ||
+      port > 65535) {
+    return fail(env, "EINVAL", "want open(host: string, port: 0-65535, probe: boolean)");
   }
-  if (gai != 0) return fail(env, host_len ? host : "*", gai_strerror(gai));
-  int fd = -EADDRNOTAVAIL;
-  if (probe && port != 0) {
-    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) fd = open_one(ai, backlog, 1);
-    if (fd < 0) {
-      freeaddrinfo(res);
-      return fail(env, host_len ? host : "*", strerror(-fd));
-    }
-    fd = -EADDRNOTAVAIL;
-  }
-  for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) fd = open_one(ai, backlog, 0);
+  char service[8];
+  snprintf(service, sizeof service, "%d", port);
+  struct addrinfo *res = NULL;
+  int gai = resolve(host_len == 0 ? NULL : host, service, host_len == 0 ? AF_INET6 : AF_UNSPEC, &res);
+  if (gai != 0) return fail(env, "resolve", gai_strerror(gai));
+  int fd = bind_first(res, probe && port != 0);
   freeaddrinfo(res);
-  if (fd < 0) return fail(env, host_len ? host : "*", strerror(-fd));
+  if (fd == -EAFNOSUPPORT && host_len == 0) {
+    /* A kernel without IPv6: every IPv4 interface. */
+    gai = resolve(NULL, service, AF_INET, &res);
+    if (gai != 0) return fail(env, "resolve", gai_strerror(gai));
+    fd = bind_first(res, probe && port != 0);
+    freeaddrinfo(res);
+  }
+  if (fd < 0) return fail(env, fd == -EADDRINUSE ? "EADDRINUSE" : fd == -EACCES ? "EACCES" : "errno", strerror(-fd));
 
   struct sockaddr_storage bound;
   socklen_t bound_len = sizeof bound;
@@ -111,18 +125,21 @@ static napi_value open_socket(napi_env env, napi_callback_info info) {
     if (bound.ss_family == AF_INET6) bound_port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
   }
   napi_value result, v;
-  CHECK(napi_create_object(env, &result));
-  CHECK(napi_create_int32(env, fd, &v));
-  CHECK(napi_set_named_property(env, result, "fd", v));
-  CHECK(napi_create_int32(env, bound_port, &v));
-  CHECK(napi_set_named_property(env, result, "port", v));
+  if (napi_create_object(env, &result) != napi_ok || napi_create_int32(env, fd, &v) != napi_ok ||
+      napi_set_named_property(env, result, "fd", v) != napi_ok || napi_create_int32(env, bound_port, &v) != napi_ok ||
+      napi_set_named_property(env, result, "port", v) != napi_ok) {
+    close(fd);
+    return NULL;
+  }
   return result;
 }
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn;
-  CHECK(napi_create_function(env, "open", NAPI_AUTO_LENGTH, open_socket, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "open", fn));
+  if (napi_create_function(env, "open", NAPI_AUTO_LENGTH, open_socket, NULL, &fn) != napi_ok ||
+      napi_set_named_property(env, exports, "open", fn) != napi_ok) {
+    return NULL;
+  }
   return exports;
 }
 

@@ -70,7 +70,9 @@ export function heartbeatHandler(deps: AgentCallbackDeps): AgentCallHandler {
     if (call.deadline !== undefined && Date.now() >= call.deadline) throw new WireStatus(Code.DEADLINE_EXCEEDED, "deadline exceeded on arrival");
     // The body must come within the caller's deadline, and never later than BODY_TIMEOUT_MS.
     const bodyBy = Math.min(call.deadline ?? Infinity, Date.now() + BODY_TIMEOUT_MS);
-    // Admission first: a refused call costs its headers only (the body is discarded unread).
+    // Admission first: a refused call costs its headers only (the body is
+    // discarded unread). A call from another listener thread was read there
+    // first (agent-listener-threads.ts), within --agent-max-request-bytes.
     const refusal = queue.admit();
     if (refusal) {
       call.discardBody();

@@ -1,10 +1,20 @@
 import { X509Certificate } from "node:crypto";
+import { closeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { pino } from "pino";
 import type { AgentCall } from "./agent-call.js";
 import { listenForAgents, type AgentListener } from "./agent-listener.js";
-import { sharedCounts, Outbox, type AgentThreadData, type FromAgentThread, type StatusData, type ToAgentThread } from "./agent-thread-protocol.js";
-import { Code, WireStatus } from "./grpc-wire.js";
+import {
+  fromStatusData,
+  sharedCounts,
+  toStatusData,
+  Outbox,
+  type Answer,
+  type AgentThreadData,
+  type FromAgentThread,
+  type StatusData,
+  type ToAgentThread,
+} from "./agent-thread-protocol.js";
 
 // One agent listener thread (started by ./agent-listener-threads.ts): the
 // same listener as the main thread's, on its own socket of the port's
@@ -27,9 +37,6 @@ const outbox = new Outbox<Batch>(
 /** Calls forwarded and not yet answered, by id. */
 const pending = new Map<number, AgentCall>();
 let nextId = 1;
-
-const statusData = (e: unknown): StatusData =>
-  e instanceof WireStatus ? { code: e.code, message: e.message, trailers: e.trailers } : { code: Code.INTERNAL, message: "internal error", trailers: {} };
 
 function forward(call: AgentCall): void {
   const id = nextId++;
@@ -56,20 +63,21 @@ function forward(call: AgentCall): void {
   };
   call.readMessage(data.maxRequestBytes, bodyBy - Date.now()).then(
     (body) => send({ body: new Uint8Array(body) }),
-    (e: unknown) => send({ bodyError: statusData(e) }),
+    (e: unknown) => send({ bodyError: toStatusData(e) }),
   );
 }
 
-function answer(a: Extract<ToAgentThread, { kind: "answers" }>["answers"][number]): void {
+function answer(a: Answer): void {
   const call = pending.get(a.id);
   pending.delete(a.id);
   let sent = false;
   if (call) {
-    if (a.enrolled) call.connection.enrolled = true;
-    const got = a.status ? call.fail(new WireStatus(a.status.code as Code, a.status.message, a.status.trailers)) : call.respond(a.message ?? new Uint8Array());
+    const got = a.status ? call.fail(fromStatusData(a.status)) : call.respond(a.message ?? new Uint8Array());
     // Local calls know at once.
     sent = got === true;
   }
+  // Admitted by the database whether or not the caller is still there to hear it.
+  if (a.enrolled && call) call.connection.enrolled = true;
   outbox.next.delivered.push({ id: a.id, sent });
 }
 
@@ -78,7 +86,11 @@ port.on("message", (m: ToAgentThread) => {
   if (m.kind === "answers") {
     for (const a of m.answers) answer(a);
   } else if (m.kind === "close") {
-    void (listener?.close(m.graceMs) ?? Promise.resolve()).then(() => post({ kind: "closed" }));
+    void (listener?.close(m.graceMs) ?? Promise.resolve()).then(() => {
+      // The last answers' deliveries first: after "closed" the thread ends.
+      outbox.flush();
+      post({ kind: "closed" });
+    });
   }
 });
 
@@ -98,5 +110,13 @@ try {
   });
   post({ kind: "ready" });
 } catch (err) {
+  // Node did not take the socket (listenForAgents fails before listening or
+  // in it, never after): close it, or the kernel would keep giving it a share
+  // of the port's connections that nobody accepts.
+  try {
+    closeSync(data.fd);
+  } catch {
+    // already closed
+  }
   post({ kind: "failed", message: (err as Error).message });
 }

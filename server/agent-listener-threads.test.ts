@@ -97,12 +97,16 @@ describe("agent listener on two threads", () => {
         return { cert: issued.chain, key: key.export({ format: "pem", type: "pkcs8" }).toString() };
       }),
     );
+    const single = t.server.heartbeats.counters.single;
     const { results, byThread } = await onSessions(certs, async (s, i) => [
       (await rawCall(s, heartbeat(machines[i]!))).code,
       (await rawCall(s, heartbeat(machines[i]!))).code,
     ]);
     expect(byThread.every((n) => n > 0)).toBe(true);
     expect(results).toEqual(machines.map(() => [0, 0]));
+    // One enrollment per connection: the admission reached the connection's
+    // own thread, and its second heartbeat took the group-commit path.
+    expect(t.server.heartbeats.counters.single - single).toBe(CONNECTIONS);
     const agents = await Promise.all(machines.map((machineId) => t.operator.getMachine({ machineId })));
     expect(agents.every((m) => m.machine?.agentHeartbeat?.lastHeartbeatAt !== undefined)).toBe(true);
   });

@@ -1,3 +1,4 @@
+import { closeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { workerEntry } from "../lib/worker-entry.js";
@@ -6,16 +7,18 @@ import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_AGENT_LISTENER_LIMITS, listenForAgents, type AgentListener, type AgentListenerLimits, type AgentListenerOptions } from "./agent-listener.js";
 import {
   countsBuffer,
+  fromStatusData,
   Outbox,
   sharedCounts,
   summedCounts,
+  toStatusData,
   type Answer,
   type AgentThreadData,
   type ForwardedCall,
   type FromAgentThread,
   type ToAgentThread,
 } from "./agent-thread-protocol.js";
-import { WireStatus, type Code } from "./grpc-wire.js";
+import { Code, WireStatus } from "./grpc-wire.js";
 import { openSharedPort } from "./reuseport.js";
 
 // The agent listener on several threads, one port. TLS handshakes bound how
@@ -76,13 +79,15 @@ class ForwardedAgentCall implements AgentCall {
   readonly startedAt: number;
   #open: boolean;
   #answered = false;
+  #finished = false;
   #enrolled = false;
   #delivered: ((sent: boolean) => void) | undefined;
   readonly #closeListeners: (() => void)[] = [];
 
   constructor(
     private readonly f: ForwardedCall,
-    private readonly answer: (a: Answer) => void,
+    /** Posts the answer to the call's thread; false when that thread is gone. */
+    private readonly answer: (a: Answer) => boolean,
   ) {
     this.#open = f.open;
     this.deadline = f.deadline;
@@ -100,9 +105,13 @@ class ForwardedAgentCall implements AgentCall {
     };
   }
 
-  readMessage(): Promise<Uint8Array> {
+  readMessage(maxBytes: number): Promise<Uint8Array> {
     const e = this.f.bodyError;
-    return e ? Promise.reject(new WireStatus(e.code as Code, e.message, e.trailers)) : Promise.resolve(this.f.body ?? new Uint8Array());
+    if (e) return Promise.reject(fromStatusData(e));
+    const body = this.f.body ?? new Uint8Array();
+    // Read on its thread with the same limit (ThreadedListenerOptions.maxRequestBytes).
+    if (body.length > maxBytes) return Promise.reject(new WireStatus(Code.RESOURCE_EXHAUSTED, `request of ${body.length} bytes is larger than the limit of ${maxBytes}`));
+    return Promise.resolve(body);
   }
 
   discardBody(): void {
@@ -118,34 +127,40 @@ class ForwardedAgentCall implements AgentCall {
   }
 
   fail(status: WireStatus): boolean | Promise<boolean> {
-    return this.#send({ id: this.f.id, status: { code: status.code, message: status.message, trailers: status.trailers } });
+    return this.#send({ id: this.f.id, status: toStatusData(status) });
   }
 
   onClose(listener: () => void): void {
-    this.#closeListeners.push(listener);
+    if (this.#finished) queueMicrotask(listener);
+    else this.#closeListeners.push(listener);
   }
 
   #send(a: Answer): boolean | Promise<boolean> {
     if (this.#answered) return false;
     this.#answered = true;
-    this.answer(this.#enrolled ? { ...a, enrolled: true } : a);
+    // A caller known to be gone hears nothing; no message for it.
+    if (!this.#open || !this.answer(this.#enrolled ? { ...a, enrolled: true } : a)) {
+      this.#finish();
+      return false;
+    }
     return new Promise((resolve) => (this.#delivered = resolve));
   }
 
-  /** The caller left. */
+  /** The caller left (or its thread died): an answer, sent or to come, does not reach it. */
   gone(): void {
     this.#open = false;
-    this.#closed();
+    this.delivered(false);
   }
 
-  /** Its thread says whether the answer reached the stream (false for every call of a thread that died). */
+  /** Its thread says whether the answer reached the stream. */
   delivered(sent: boolean): void {
     this.#delivered?.(sent);
     this.#delivered = undefined;
-    this.#closed();
+    this.#finish();
   }
 
-  #closed(): void {
+  #finish(): void {
+    this.#finished = true;
     for (const l of this.#closeListeners.splice(0)) l();
   }
 }
@@ -158,6 +173,7 @@ class ListenerThread {
   readonly #outbox: Outbox<Extract<ToAgentThread, { kind: "answers" }>>;
   readonly ready: Promise<void>;
   #closed: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
   alive = true;
 
   constructor(data: AgentThreadData, options: ThreadedListenerOptions) {
@@ -165,14 +181,19 @@ class ListenerThread {
     this.worker = new Worker(workerEntry(new URL("./agent-listener-thread.js", import.meta.url)), { workerData: data });
     this.#outbox = new Outbox<Extract<ToAgentThread, { kind: "answers" }>>(
       () => ({ kind: "answers", answers: [] }),
-      (batch) => this.worker.postMessage(batch),
+      (batch) => this.alive && this.worker.postMessage(batch),
     );
     const onRefused = options.onRefused ?? (() => {});
+    const post = (a: Answer) => {
+      if (this.alive) this.#outbox.next.answers.push(a);
+      return this.alive;
+    };
     this.ready = new Promise((resolve, reject) => {
       this.worker.on("message", (m: FromAgentThread) => {
         if (m.kind === "batch") {
           for (const f of m.calls) {
-            const call = new ForwardedAgentCall(f, (a) => this.#outbox.next.answers.push(a));
+            const call = new ForwardedAgentCall(f, post);
+            // Kept until answered and delivered, or gone.
             this.#calls.set(f.id, call);
             call.onClose(() => this.#calls.delete(f.id));
             options.handler(call);
@@ -195,21 +216,28 @@ class ListenerThread {
       this.worker.once("exit", () => {
         this.alive = false;
         reject(new Error(`agent listener thread ${data.index} exited`));
-        for (const call of this.#calls.values()) call.delivered(false);
+        // Its connections are gone: nothing of theirs may still be written.
+        for (const call of [...this.#calls.values()]) call.gone();
         this.#closed?.();
       });
     });
     this.ready.catch(() => {});
   }
 
-  /** Closes its listener (graceful for graceMs), then ends the thread. */
-  async close(graceMs: number): Promise<void> {
-    if (this.alive) {
-      const closed = new Promise<void>((resolve) => (this.#closed = resolve));
-      this.worker.postMessage({ kind: "close", graceMs } satisfies ToAgentThread);
-      await closed;
-    }
-    await this.worker.terminate();
+  /** Closes its listener (graceful for graceMs, a little more at most), then ends the thread. */
+  close(graceMs: number): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.alive) {
+        const closed = new Promise<void>((resolve) => (this.#closed = resolve));
+        this.#outbox.flush();
+        this.worker.postMessage({ kind: "close", graceMs } satisfies ToAgentThread);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs + 5_000)))]);
+        clearTimeout(timer);
+      }
+      await this.worker.terminate();
+    })();
+    return this.#closing;
   }
 }
 
@@ -232,31 +260,39 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
   }
   const [mainFd, ...otherFds] = shared.fds as [number, ...number[]];
   const limits = threadShare({ ...DEFAULT_AGENT_LISTENER_LIMITS, ...options.limits }, options.threads);
+  // Sockets no thread took: closed, or the kernel would keep giving them a
+  // share of the port's connections that nobody accepts.
+  const closeUnused = (fds: readonly number[]) => {
+    for (const fd of fds) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed by the listen that failed
+      }
+    }
+  };
   // The main thread's first: it installs the native certificate guard that
   // every thread's handshakes then use.
-  const main = await listenForAgents({ ...options, fd: mainFd, limits });
-  const threads = otherFds.map(
-    (fd, i) =>
-      new ListenerThread(
-        {
-          index: i + 1,
-          fd,
-          address: options.address,
-          cert: options.cert,
-          key: options.key,
-          enrollmentCas: (options.enrollmentCas ?? []).map((ca) => ({ pem: ca.cert.toString(), name: ca.name })),
-          paths: [...options.paths],
-          limits,
-          maxRequestBytes: options.maxRequestBytes,
-          bodyTimeoutMs: options.bodyTimeoutMs,
-          logLevel: logger.level,
-          counts: countsBuffer(),
-        },
-        options,
-      ),
-  );
+  let main: AgentListener;
+  try {
+    main = await listenForAgents({ ...options, fd: mainFd, limits });
+  } catch (err) {
+    closeUnused(shared.fds);
+    throw err;
+  }
+  const threads: ListenerThread[] = [];
   const closeAll = (graceMs: number) => Promise.all([main.close(graceMs), ...threads.map((t) => t.close(graceMs))]).then(() => {});
   try {
+    for (const [i, fd] of otherFds.entries()) {
+      // The fds after this one stay ours until their thread exists.
+      const ours = otherFds.slice(i);
+      try {
+        threads.push(new ListenerThread(threadData(options, limits, i + 1, fd), options));
+      } catch (err) {
+        closeUnused(ours);
+        throw err;
+      }
+    }
     await Promise.all(threads.map((t) => t.ready));
   } catch (err) {
     await closeAll(0);
@@ -269,5 +305,22 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
     byThread,
     counts: summedCounts(() => [main.counts, ...threads.filter((t) => t.alive).map((t) => t.counts)]),
     close: closeAll,
+  };
+}
+
+function threadData(options: ThreadedListenerOptions, limits: AgentListenerLimits, index: number, fd: number): AgentThreadData {
+  return {
+    index,
+    fd,
+    address: options.address,
+    cert: options.cert,
+    key: options.key,
+    enrollmentCas: (options.enrollmentCas ?? []).map((ca) => ({ pem: ca.cert.toString(), name: ca.name })),
+    paths: [...options.paths],
+    limits,
+    maxRequestBytes: options.maxRequestBytes,
+    bodyTimeoutMs: options.bodyTimeoutMs,
+    logLevel: options.logger.level,
+    counts: countsBuffer(),
   };
 }

@@ -1,5 +1,6 @@
 import type { ConnectionCounts } from "./agent-connections.js";
 import type { AgentListenerLimits } from "./agent-listener.js";
+import { Code, WireStatus } from "./grpc-wire.js";
 import type { ListenAddress } from "./listen.js";
 
 // What the main thread and an agent listener thread tell each other
@@ -32,6 +33,15 @@ export interface StatusData {
   code: number;
   message: string;
   trailers: Record<string, string>;
+}
+
+/** What crosses threads of a status (anything else thrown becomes INTERNAL). */
+export function toStatusData(e: unknown): StatusData {
+  return e instanceof WireStatus ? { code: e.code, message: e.message, trailers: e.trailers } : { code: Code.INTERNAL, message: "internal error", trailers: {} };
+}
+
+export function fromStatusData(d: StatusData): WireStatus {
+  return new WireStatus(d.code as Code, d.message, d.trailers);
 }
 
 /** A call whose request was read on a listener thread. */
@@ -133,12 +143,15 @@ export class Outbox<T> {
   get next(): T {
     if (!this.#batch) {
       this.#batch = this.empty();
-      setImmediate(() => {
-        const batch = this.#batch!;
-        this.#batch = undefined;
-        this.send(batch);
-      });
+      setImmediate(() => this.flush());
     }
     return this.#batch;
+  }
+
+  /** Sends what is collected now (before a message that must come after it). */
+  flush(): void {
+    const batch = this.#batch;
+    this.#batch = undefined;
+    if (batch) this.send(batch);
   }
 }

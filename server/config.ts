@@ -140,7 +140,8 @@ export const ServerConfig = {
       .addOption(
         new Option("--agent-threads <n>", "threads doing the agent listener's TLS and HTTP/2, the main thread included (default: 1 below 4 cores, else half the cores, at most 4)")
           .env("BMAAS_AGENT_THREADS")
-          .argParser(positiveCount)
+          // Each thread is a V8 heap and a malloc arena (~65–130 MiB with 10,000 connections).
+          .argParser(numberArg({ min: 1, max: 16, integer: true }))
           .default(defaultAgentThreads()),
       )
       .addOption(new Option("--agent-max-connections <n>", "open agent connections at most").env("BMAAS_AGENT_MAX_CONNECTIONS").argParser(positiveCount).default(60_000))

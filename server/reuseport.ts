@@ -2,23 +2,22 @@ import { closeSync } from "node:fs";
 import { loadNativeAddon } from "../lib/native-addon.js";
 import type { ListenAddress } from "./listen.js";
 
-// Listening sockets that share one port (SO_REUSEPORT), one per agent
-// listener thread (native/reuseport-listen.c): the kernel spreads new
-// connections over them by address and port, so each thread's TLS handshakes
-// run on a core of their own.
+// Sockets that share one port (SO_REUSEPORT), one per agent listener thread
+// (native/reuseport-listen.c): the kernel spreads new connections over them
+// by address and port, so each thread's TLS handshakes run on a core of
+// their own. Each is bound, not listening: net.Server.listen({ fd }) opens
+// it, on the thread that will accept its connections.
 
 interface ReusePortAddon {
-  open(host: string, port: number, backlog: number, probe: boolean): { fd: number; port: number };
+  open(host: string, port: number, probe: boolean): { fd: number; port: number };
 }
 
-/** A deep accept queue, as ./listen.ts asks for (Linux caps it at net.core.somaxconn). */
-const BACKLOG = 65535;
-
 /**
- * `count` listening sockets on one port (address.port, or one the kernel
- * picks for the first), as file descriptors for net.Server.listen({ fd }); or
- * why they cannot be had (the addon was not built). Throws "cannot listen for
- * <what> on host:port: <reason>" as ./listen.ts does.
+ * `count` sockets bound to one port (address.port, or one the kernel picks
+ * for the first), as file descriptors for net.Server.listen({ fd }); or why
+ * they cannot be had (the addon was not built). Throws "cannot listen for
+ * <what> on host:port: <reason>" as ./listen.ts does, also when anybody
+ * listens on the port already.
  */
 export function openSharedPort(address: ListenAddress, count: number, what: string): { fds?: number[]; error?: string } {
   const { addon, error } = loadNativeAddon<ReusePortAddon>("reuseport_listen");
@@ -27,16 +26,16 @@ export function openSharedPort(address: ListenAddress, count: number, what: stri
   let port = address.port;
   try {
     for (let i = 0; i < count; i++) {
-      // The first fails if anybody listens on the port already (a second
-      // server would otherwise join this one's group: see the addon).
-      const opened = addon.open(address.host, port, BACKLOG, i === 0);
+      // The first is probed: a second server would otherwise join this one's group.
+      const opened = addon.open(address.host, port, i === 0);
       fds.push(opened.fd);
       port = opened.port;
     }
   } catch (err) {
     for (const fd of fds) closeSync(fd);
-    const reason = (err as Error).message.replace(/^[^:]*: /, "");
-    throw new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${/in use/i.test(reason) ? "address already in use" : reason}`);
+    const e = err as Error & { code?: string };
+    const reason = e.code === "EADDRINUSE" ? "address already in use" : e.code === "EACCES" ? "permission denied" : e.message.replace(/^[^:]*: /, "");
+    throw new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`);
   }
   return { fds };
 }

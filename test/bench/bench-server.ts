@@ -9,7 +9,6 @@ import { defaultAgentThreads, listenForAgentsOnThreads } from "../../server/agen
 import { Code, WireStatus } from "../../server/grpc-wire.js";
 import { parseHeartbeatRequest } from "../../server/heartbeat-request.js";
 import { boundAddress } from "../../server/listen.js";
-import { certificateGuard } from "../../server/tls-certificate-guard.js";
 
 export type BenchReply = { kind: "ready"; address: string };
 
@@ -18,7 +17,7 @@ if (mode !== "empty") throw new Error(`bench-server: unknown mode ${mode}`);
 const pki = JSON.parse(certJson!) as { cert: string; key: string; ca: string };
 
 const agents = await listenForAgentsOnThreads({
-  // As many listener threads as bmaas-server has by default (or --agent-threads in BENCH_SERVER_ARGS: same env).
+  // As many listener threads as bmaas-server: BMAAS_AGENT_THREADS is its --agent-threads too (a flag in BENCH_SERVER_ARGS would not reach the ceiling).
   threads: Number(process.env.BMAAS_AGENT_THREADS) || defaultAgentThreads(),
   maxRequestBytes: 256 * 1024,
   bodyTimeoutMs: 30_000,
@@ -40,9 +39,5 @@ const agents = await listenForAgentsOnThreads({
   logger: pino({ level: "silent" }),
 });
 process.send!({ kind: "ready", address: boundAddress(agents.server) } satisfies BenchReply);
-// {kind:"counts"} → the listener's connection counts, for experiments.
-process.on("message", (m: { kind?: string }) => {
-  if (m.kind === "counts") process.send!({ kind: "counts", counts: { ...agents.counts }, certificates: certificateGuard().guard?.stats() });
-});
 // Exit normally on SIGTERM, so that node flags such as --cpu-prof write their output.
 process.once("SIGTERM", () => process.exit(0));

@@ -1142,6 +1142,7 @@ async function main(): Promise<void> {
     });
   }
 
+  const ceilingTarget = targets.find((t) => t.key === "ceiling");
   for (const target of targets) {
     const r: TargetResults = { target: target.label, errors: [] };
     if (target.key === "ceiling") ceilingResults = r;
@@ -1161,7 +1162,6 @@ async function main(): Promise<void> {
     };
     if (S.scenarios.has("b2b")) {
       r.b2b = await attempt("b2b", () => runB2b(target, () => target.start(0, [])));
-      const ceilingTarget = targets.find((t) => t.key === "ceiling");
       if (r.b2b && ceilingTarget && target !== ceilingTarget) {
         r.b2bCeilingBeside = await attempt("b2b: the ceiling again, beside it", () => runB2b(ceilingTarget, () => ceilingTarget.start(0, [])));
       }
@@ -1169,7 +1169,6 @@ async function main(): Promise<void> {
     if (wantFleet) {
       const reconnect = S.scenarios.has("reconnect");
       r.fleet = await attempt(reconnect ? "fleet + reconnect" : "fleet", () => runFleet(target, (port) => target.start(port, []), S.rate, steady, reconnect));
-      const ceilingTarget = targets.find((t) => t.key === "ceiling");
       if (r.fleet && ceilingTarget && target !== ceilingTarget) {
         // Connecting and reconnecting are bound by TLS on a machine whose
         // speed drifts: the ceiling does both again right after, for the ratio.
