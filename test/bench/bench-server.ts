@@ -39,5 +39,11 @@ const agents = await listenForAgentsOnThreads({
   logger: pino({ level: "silent" }),
 });
 process.send!({ kind: "ready", address: boundAddress(agents.server) } satisfies BenchReply);
-// Exit normally on SIGTERM, so that node flags such as --cpu-prof write their output.
-process.once("SIGTERM", () => process.exit(0));
+// On SIGTERM, close as bmaas-server does (GOAWAY, calls in flight finish),
+// so that the agents' reconnect storm starts as it does against the real
+// server; then exit normally, so that node flags such as --cpu-prof write
+// their output. BENCH_CEILING_ABRUPT=1: exit at once (connections reset).
+process.once("SIGTERM", () => {
+  if (process.env.BENCH_CEILING_ABRUPT === "1") process.exit(0);
+  void agents.close(2_000).finally(() => process.exit(0));
+});
