@@ -25,7 +25,9 @@
  *
  * Only public OpenSSL API, resolved against the OpenSSL inside the node
  * binary (the addon links nothing else). Everything here runs on the thread
- * that drives the SSL object: Node's main thread for its TLS sockets.
+ * that drives the SSL object: the agent listener thread that owns the
+ * connection (server/agent-listener-threads.ts). The main thread installs the
+ * guard before any other listener thread starts; the counters are atomic.
  */
 #include <node_api.h>
 #include <openssl/ssl.h>
