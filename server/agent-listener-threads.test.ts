@@ -1,12 +1,13 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { connect as netConnect } from "node:net";
+import { connect as netConnect, createServer, type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
 import { createAgentCertificate, generateAgentKey, rawEd25519PublicKey } from "../lib/certs.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { createTestCa, issueAgentCert } from "../test/helpers/enrollment-pki.js";
 import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
-import { startServerOn, startTestServer } from "../test/helpers/server.js";
+import { openBmdb, type Bmdb } from "../bmdb/index.js";
+import { startServerOn, startTestServer, testPki } from "../test/helpers/server.js";
 import { defaultAgentThreads } from "./agent-listener-threads.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 
@@ -118,6 +119,76 @@ describe("agent listener on two threads", () => {
     }
   });
 });
+
+describe("agent listener threads: callers who leave", () => {
+  it("drops, before the database, the heartbeats of callers that left, whichever thread has their connection", async () => {
+    // The database opens only once half the callers have left: their
+    // heartbeats wait in the main thread's queue meanwhile (server.ts listens
+    // for agents before the database is open).
+    const db = await testBackends()[0]!.create();
+    const bmdb = await openBmdb(db.url);
+    const pki = await testPki();
+    const agents = await Promise.all(
+      Array.from({ length: 2 * CONNECTIONS }, async () => {
+        const machineId = await bmdb.createMachine({});
+        const a = await agentTls();
+        await bmdb.registerAgent(machineId, a.publicKey);
+        return { machineId, ...a };
+      }),
+    );
+    const port = await freePort();
+    let open!: (b: Bmdb) => void;
+    const starting = startServerOn(bmdb, pki, { publicListenAddress: `127.0.0.1:${port}`, agentThreads: 2, bmdb: new Promise<Bmdb>((r) => (open = r)) });
+    const address = `127.0.0.1:${port}`;
+    // Once the port takes a connection, every thread listens within
+    // milliseconds (the main thread last): then connect, so both get some.
+    (await retrying(() => rawSession(address, agents[0]!.tls))).destroy();
+    await new Promise((r) => setTimeout(r, 300));
+    const sessions = await Promise.all(agents.map((a) => rawSession(address, a.tls)));
+    const calls = sessions.map((s, i) => rawCall(s, heartbeat(agents[i]!.machineId)));
+    // Every call is read and queued; then the first half hang up.
+    await new Promise((r) => setTimeout(r, 500));
+    sessions.slice(0, CONNECTIONS).forEach((s) => s.destroy());
+    await new Promise((r) => setTimeout(r, 300));
+    open(bmdb);
+    const server = await starting;
+    try {
+      const codes = (await Promise.all(calls)).map((r) => r.code);
+      expect(codes.slice(CONNECTIONS)).toEqual(agents.slice(CONNECTIONS).map(() => 0));
+      expect(server.agentConnectionsByThread.every((c) => c.authenticated > 0)).toBe(true);
+      expect(server.heartbeats.counters.droppedGone).toBe(CONNECTIONS);
+      const written = await Promise.all(agents.map(async (a) => (await bmdb.getMachine(a.machineId)).agentHeartbeat !== null));
+      expect(written).toEqual(agents.map((_, i) => i >= CONNECTIONS));
+    } finally {
+      sessions.forEach((s) => s.destroy());
+      await server.stop();
+      await bmdb.close();
+      await db.drop();
+    }
+  });
+});
+
+/** A port nobody listens on (for a server whose address must be known before it has started). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** f, again every 50 ms while it fails (the listener is not open yet), for 10 s at most. */
+async function retrying<T>(f: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (i >= 200) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
 
 describe("agent listener threads: shutdown and defaults", () => {
   it("closes every thread's socket on stop: the port refuses connections afterwards", async () => {

@@ -20,6 +20,7 @@ import {
 } from "./agent-thread-protocol.js";
 import { Code, WireStatus } from "./grpc-wire.js";
 import { openSharedPort } from "./reuseport.js";
+import { certificateGuard } from "./tls-certificate-guard.js";
 
 // The agent listener on several threads, one port. TLS handshakes bound how
 // fast a fleet (re)connects, and Node does a thread's on one core: a 10,000-
@@ -271,33 +272,39 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
       }
     }
   };
-  // The main thread's first: it installs the native certificate guard that
-  // every thread's handshakes then use.
-  let main: AgentListener;
-  try {
-    main = await listenForAgents({ ...options, fd: mainFd, limits });
-  } catch (err) {
-    closeUnused(shared.fds);
-    throw err;
-  }
+  // The native certificate guard is installed once per process, by the
+  // first thread to ask: this one, before any other thread does handshakes.
+  if (limits.clientCertificateCheck === "native") certificateGuard();
+  // The other threads listen first and the main thread last, so that when
+  // the port first takes connections every thread is there to accept its
+  // share (a socket that is bound but not yet listening is given none).
   const threads: ListenerThread[] = [];
-  const closeAll = (graceMs: number) => Promise.all([main.close(graceMs), ...threads.map((t) => t.close(graceMs))]).then(() => {});
+  const closeThreads = (graceMs: number) => Promise.all(threads.map((t) => t.close(graceMs)));
   try {
     for (const [i, fd] of otherFds.entries()) {
-      // The fds after this one stay ours until their thread exists.
-      const ours = otherFds.slice(i);
       try {
         threads.push(new ListenerThread(threadData(options, limits, i + 1, fd), options));
       } catch (err) {
-        closeUnused(ours);
+        // This fd and the ones after it stay ours: no thread took them.
+        closeUnused(otherFds.slice(i));
         throw err;
       }
     }
     await Promise.all(threads.map((t) => t.ready));
   } catch (err) {
-    await closeAll(0);
+    await closeThreads(0);
+    closeUnused([mainFd]);
     throw err;
   }
+  let main: AgentListener;
+  try {
+    main = await listenForAgents({ ...options, fd: mainFd, limits });
+  } catch (err) {
+    await closeThreads(0);
+    closeUnused([mainFd]);
+    throw err;
+  }
+  const closeAll = (graceMs: number) => Promise.all([main.close(graceMs), closeThreads(graceMs)]).then(() => {});
   const byThread = [main.counts, ...threads.map((t) => t.counts)];
   return {
     server: main.server,
