@@ -1,5 +1,4 @@
 import { X509Certificate } from "node:crypto";
-import { closeSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { pino } from "pino";
 import type { AgentCall } from "./agent-call.js";
@@ -15,6 +14,7 @@ import {
   type StatusData,
   type ToAgentThread,
 } from "./agent-thread-protocol.js";
+import { closeUnused } from "./reuseport.js";
 
 // One agent listener thread (started by ./agent-listener-threads.ts): the
 // same listener as the main thread's, on its own socket of the port's
@@ -113,10 +113,6 @@ try {
   // Node did not take the socket (listenForAgents fails before listening or
   // in it, never after): close it, or the kernel would keep giving it a share
   // of the port's connections that nobody accepts.
-  try {
-    closeSync(data.fd);
-  } catch {
-    // already closed
-  }
+  closeUnused([data.fd]);
   post({ kind: "failed", message: (err as Error).message });
 }

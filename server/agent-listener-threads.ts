@@ -1,4 +1,3 @@
-import { closeSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { workerEntry } from "../lib/worker-entry.js";
@@ -19,7 +18,7 @@ import {
   type ToAgentThread,
 } from "./agent-thread-protocol.js";
 import { Code, WireStatus } from "./grpc-wire.js";
-import { openSharedPort } from "./reuseport.js";
+import { closeUnused, openSharedPort } from "./reuseport.js";
 import { certificateGuard } from "./tls-certificate-guard.js";
 
 // The agent listener on several threads, one port. TLS handshakes bound how
@@ -261,17 +260,6 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
   }
   const [mainFd, ...otherFds] = shared.fds as [number, ...number[]];
   const limits = threadShare({ ...DEFAULT_AGENT_LISTENER_LIMITS, ...options.limits }, options.threads);
-  // Sockets no thread took: closed, or the kernel would keep giving them a
-  // share of the port's connections that nobody accepts.
-  const closeUnused = (fds: readonly number[]) => {
-    for (const fd of fds) {
-      try {
-        closeSync(fd);
-      } catch {
-        // already closed by the listen that failed
-      }
-    }
-  };
   // The native certificate guard is installed once per process, by the
   // first thread to ask: this one, before any other thread does handshakes.
   if (limits.clientCertificateCheck === "native") certificateGuard();

@@ -13,6 +13,21 @@ interface ReusePortAddon {
 }
 
 /**
+ * Closes sockets of openSharedPort that no thread took (or would keep taking
+ * a share of the port's connections that nobody accepts). One that a failed
+ * listen closed already is skipped.
+ */
+export function closeUnused(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
  * `count` sockets bound to one port (address.port, or one the kernel picks
  * for the first), as file descriptors for net.Server.listen({ fd }); or why
  * they cannot be had (the addon was not built). Throws "cannot listen for
@@ -32,7 +47,7 @@ export function openSharedPort(address: ListenAddress, count: number, what: stri
       port = opened.port;
     }
   } catch (err) {
-    for (const fd of fds) closeSync(fd);
+    closeUnused(fds);
     const e = err as Error & { code?: string };
     const reason = e.code === "EADDRINUSE" ? "address already in use" : e.code === "EACCES" ? "permission denied" : e.message.replace(/^[^:]*: /, "");
     throw new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`);
