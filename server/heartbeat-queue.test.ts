@@ -84,10 +84,27 @@ describe("HeartbeatQueue batches", () => {
   const ids = (batches: { ids: string[] }[]) => batches.map((b) => b.ids);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  it("runs one batch at a time while batches are quick: what arrives meanwhile goes in together", async () => {
+  /**
+   * A new queue whose recent batch time is ~50 ms (one 250 ms batch, then
+   * forgotten): the stall threshold is then ~100 ms, not the 5 ms floor, so
+   * that the steps of a test on a busy machine (CI runs files side by side)
+   * are not themselves taken for a stall.
+   */
+  async function warmQueue(concurrency: number) {
     const { bmdb, batches } = heldBmdb();
-    const queue = new HeartbeatQueue(bmdb, DEFAULT_QUEUE_OPTIONS, () => 0);
+    const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, concurrency }, () => 0);
     await sleep(0);
+    const warm = queue.submit(input("warm"), () => true);
+    await sleep(250);
+    batches[0]!.done();
+    await warm;
+    batches.length = 0;
+    expect(queue.stallMs()).toBeGreaterThan(50);
+    return { queue, batches };
+  }
+
+  it("runs one batch at a time while batches are quick: what arrives meanwhile goes in together", async () => {
+    const { queue, batches } = await warmQueue(DEFAULT_QUEUE_OPTIONS.concurrency);
     const a = queue.submit(input("a"), () => true);
     await sleep(0);
     const rest = ["b", "c", "d"].map((m) => queue.submit(input(m), () => true));
@@ -102,9 +119,7 @@ describe("HeartbeatQueue batches", () => {
   });
 
   it("starts another batch beside one that has stalled, up to --heartbeat-batches", async () => {
-    const { bmdb, batches } = heldBmdb();
-    const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, concurrency: 2 }, () => 0);
-    await sleep(0);
+    const { queue, batches } = await warmQueue(2);
     const all = [queue.submit(input("a"), () => true)];
     await sleep(0);
     all.push(queue.submit(input("b"), () => true));
