@@ -11,6 +11,11 @@
       "cflags": ["-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "peer_hung_up",
+      "sources": ["native/peer-hung-up.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "reuseport_listen",
       "sources": ["native/reuseport-listen.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { EnrollmentCa } from "./enrollment-ca.js";
+import { peerHungUp } from "./peer-hung-up.js";
 import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
 import { certificateGuard, GUARD_MARKER } from "./tls-certificate-guard.js";
 import { ClientFlight, countClientCertificates } from "./tls-client-flight.js";
@@ -117,6 +118,8 @@ export interface ConnectionCounts {
   authenticated: number;
   refusedAtAccept: number;
   handshakeFailures: number;
+  /** Closed before their handshake: the agent had hung up already (./peer-hung-up.ts). */
+  abandoned: number;
 }
 
 /**
@@ -152,7 +155,7 @@ export class ConnectionGate {
     /** Where to count (another listener thread's are read by the main thread: ./agent-thread-protocol.ts). */
     counts?: ConnectionCounts,
   ) {
-    this.counts = counts ?? { open: 0, waiting: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0 };
+    this.counts = counts ?? { open: 0, waiting: 0, handshaking: 0, authenticated: 0, refusedAtAccept: 0, handshakeFailures: 0, abandoned: 0 };
     this.#enrollmentCas = tls.enrollmentCas ?? [];
     this.#tap = limits.clientCertificateCheck === "tap";
     if (!this.#tap) {
@@ -277,6 +280,14 @@ export class ConnectionGate {
         // it keeps the handshake deadline as its whole lifetime.
         doneHandshaking();
         this.#hand(socket, { kind: "refused", reason: "not TLS" }, socket.remoteAddress ?? "unknown", kill);
+        return;
+      }
+      if (peerHungUp(socket)) {
+        // Its agent gave up dialing (late in a storm: ./peer-hung-up.ts) and
+        // can never finish a handshake: skip the half of one the server
+        // would do before the reset told it so.
+        c.abandoned++;
+        socket.destroy();
         return;
       }
       this.#startTls(socket, doneHandshaking, deadline, kill);

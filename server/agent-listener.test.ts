@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { connect as netConnect, type Socket } from "node:net";
+import { createServer as netServer, connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HeartbeatRequestSchema } from "../gen/cloud/bmaas/server/api/agent_pb.js";
@@ -214,7 +214,46 @@ describe("connections over the handshake cap wait for a slot", () => {
     // The server's own close events may run just after the clients saw theirs.
     await expect.poll(() => t.server.agentConnections.waiting + t.server.agentConnections.handshaking).toBe(0);
   });
+
+  it("spends no TLS work on a waiting connection whose peer hung up: a ClientHello and then FIN get no ServerHello", async () => {
+    const port = splitAddress(t.server.publicAddress)[1];
+    const hello = await clientHelloBytes();
+    const abandonedBefore = t.server.agentConnections.abandoned;
+    // Both slots are held by silent connections, so the next one waits unread.
+    const silent = [0, 1].map(() => netConnect({ host: "127.0.0.1", port }));
+    await expect.poll(() => t.server.agentConnections.handshaking).toBe(2);
+    const gaveUp = netConnect({ host: "127.0.0.1", port });
+    const received: Buffer[] = [];
+    gaveUp.on("data", (d: Buffer) => received.push(d));
+    const closed = closedAfter(gaveUp);
+    await new Promise<void>((r) => gaveUp.once("connect", () => r()));
+    // As a grpc-go agent whose dial deadline passed while it waited: its
+    // ClientHello is in the server's socket, then it closes its side.
+    gaveUp.end(hello);
+    await expect.poll(() => t.server.agentConnections.waiting).toBe(1);
+    silent.forEach((s) => s.destroy());
+    await closed;
+    expect(Buffer.concat(received).length).toBe(0);
+    expect(t.server.agentConnections.abandoned - abandonedBefore).toBe(1);
+  });
 });
+
+/** A real TLS 1.3 ClientHello, as a client would send it first on a new connection. */
+async function clientHelloBytes(): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const sink = netServer((s) =>
+      s.once("data", (d: Buffer) => {
+        resolve(d);
+        s.destroy();
+        sink.close();
+      }),
+    ).listen(0, "127.0.0.1", () => {
+      const c = tlsConnect({ host: "127.0.0.1", port: (sink.address() as { port: number }).port, rejectUnauthorized: false });
+      c.on("error", () => {});
+      c.setTimeout(5_000, () => reject(new Error("no ClientHello")));
+    });
+  });
+}
 
 describe.each(testBackends())("agent request validation on $name", (backend) => {
   let t: Awaited<ReturnType<typeof startTestServer>>;

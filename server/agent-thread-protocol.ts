@@ -89,7 +89,7 @@ export interface Answer {
 /** Main thread → listener thread. */
 export type ToAgentThread = { kind: "answers"; answers: Answer[] } | { kind: "close"; graceMs: number };
 
-const COUNT_FIELDS = ["open", "waiting", "handshaking", "authenticated", "refusedAtAccept", "handshakeFailures"] as const satisfies readonly (keyof ConnectionCounts)[];
+const COUNT_FIELDS = ["open", "waiting", "handshaking", "authenticated", "refusedAtAccept", "handshakeFailures", "abandoned"] as const satisfies readonly (keyof ConnectionCounts)[];
 
 /** Shared memory for one thread's counts. */
 export function countsBuffer(): SharedArrayBuffer {

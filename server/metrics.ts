@@ -130,6 +130,12 @@ export class ServerMetrics {
     });
     mirrorCounter(r, "bmaas_agent_connections_refused_total", "Connections closed at accept by a connection cap.", () => connections.refusedAtAccept);
     mirrorCounter(r, "bmaas_agent_handshake_failures_total", "Agent TLS handshakes that failed.", () => connections.handshakeFailures);
+    mirrorCounter(
+      r,
+      "bmaas_agent_connections_abandoned_total",
+      "Connections whose agent had hung up before their TLS handshake began: closed without TLS work.",
+      () => connections.abandoned,
+    );
     const q = queue.counters;
     mirrorCounter(r, "bmaas_heartbeat_batches_total", "Group-commit batches written.", () => q.batches);
     mirrorCounter(r, "bmaas_heartbeat_batched_total", "Heartbeats written in batches (÷ batches = mean batch size).", () => q.batchedHeartbeats);
