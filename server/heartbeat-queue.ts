@@ -4,8 +4,7 @@ import { Code, WireStatus } from "./grpc-wire.js";
 // Group commit with backpressure. Plain heartbeats queue up while the previous
 // batch is in the database and go in together as the next batch (one
 // statement, ./bmdb/heartbeat-batch.ts): no timer, so a lone heartbeat at low
-// load goes at once (at the end of the event loop's turn, with the others that
-// turn read). Heartbeats with a hardware or installation report (rare:
+// load goes at once. Heartbeats with a hardware or installation report (rare:
 // once per boot or installation) take their own transaction.
 //
 // Work is bounded: past maxInflight heartbeats queued or in the database, or
@@ -77,8 +76,6 @@ export class HeartbeatQueue {
   #batchMs = 1;
   /** When the youngest running batch started (performance.now()). */
   #youngestStart = 0;
-  /** A pump is due in this turn's check phase (#pumpSoon). */
-  #pumpScheduled = false;
   /** Re-pumps once the running batches count as stalled. */
   #stallTimer: NodeJS.Timeout | undefined;
   /** The database once open; until then batches wait. */
@@ -176,28 +173,9 @@ export class HeartbeatQueue {
     return done(
       new Promise<HeartbeatResult | undefined>((resolve, reject) => {
         this.#waiting.push({ input, live, resolve, reject });
-        this.#pumpSoon();
+        this.#pump();
       }),
     );
-  }
-
-  /**
-   * Pumps once the event loop has run the rest of this turn's I/O callbacks
-   * (setImmediate: the check phase, right after them). When the server is
-   * busy, one turn reads many connections, and their heartbeats then make one
-   * batch instead of a batch each: a 10,000-agent fleet connecting at the
-   * pace of its TLS handshakes sent its first heartbeats in batches of ~1,
-   * and every batch costs the main thread a statement, a write and a read. At
-   * low load the turn holds nothing else, so nothing waits: this is not a
-   * timer.
-   */
-  #pumpSoon(): void {
-    if (this.#pumpScheduled) return;
-    this.#pumpScheduled = true;
-    setImmediate(() => {
-      this.#pumpScheduled = false;
-      this.#pump();
-    });
   }
 
   /**
