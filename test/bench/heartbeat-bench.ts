@@ -703,6 +703,8 @@ interface FleetResult {
   hwm: number;
   /** CPU seconds while the fleet connected: the server's (from its start), the load generator's (from its agents being ready). */
   connectCpu: { server: number; loadgen: number };
+  /** The server's counters from its start until the fleet had connected (its first heartbeats' batches). */
+  connectCounters?: Counters;
   reconnect?: {
     phase: Phase;
     /** CPU seconds of the new server from its start until the last agent was served again (and the load generator reported). */
@@ -829,6 +831,7 @@ async function runFleet(
     if (!after) steadyDone();
     const result: FleetResult = {
       connectCpu,
+      connectCounters: counters(new Map(), before),
       out,
       steady: out.run!,
       counters: counters(before, await after!),
@@ -954,6 +957,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
         "p50/p99/max: when each agent was first served",
         `RSS then ${mib(f.rssAfterConnect)}`,
         cpuPerAgent(f.connectCpu.server, "server", f.connectCpu.loadgen),
+        f.connectCounters?.batches ? `${fmt(f.connectCounters.batches)} batches of ${fmt(f.connectCounters.batchMeanSize, 1)}` : "",
       ),
     ]);
     rows.push([
