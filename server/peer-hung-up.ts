@@ -21,11 +21,6 @@ function hungUpAddon(): HungUpAddon | undefined {
   return addon ?? undefined;
 }
 
-/** Whether this check can say anything here (Linux, addon built); without it peerHungUp() is always false. */
-export function peerHungUpSupported(): boolean {
-  return hungUpAddon() !== undefined;
-}
-
 /**
  * True when the socket's peer has closed its side (FIN or reset), though data
  * it sent may still be unread. A TLS client that closed before its handshake
