@@ -267,6 +267,7 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
   // the port first takes connections every thread is there to accept its
   // share (a socket that is bound but not yet listening is given none).
   const threads: ListenerThread[] = [];
+  let main: AgentListener;
   const closeThreads = (graceMs: number) => Promise.all(threads.map((t) => t.close(graceMs)));
   try {
     for (const [i, fd] of otherFds.entries()) {
@@ -279,15 +280,9 @@ export async function listenForAgentsOnThreads(options: ThreadedListenerOptions)
       }
     }
     await Promise.all(threads.map((t) => t.ready));
-  } catch (err) {
-    await closeThreads(0);
-    closeUnused([mainFd]);
-    throw err;
-  }
-  let main: AgentListener;
-  try {
     main = await listenForAgents({ ...options, fd: mainFd, limits });
   } catch (err) {
+    // The main fd too, whether its listen failed or never began (already closed is fine).
     await closeThreads(0);
     closeUnused([mainFd]);
     throw err;

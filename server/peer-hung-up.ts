@@ -11,14 +11,9 @@ interface HungUpAddon {
   supported: boolean;
 }
 
-let addon: HungUpAddon | undefined | null;
-
 function hungUpAddon(): HungUpAddon | undefined {
-  if (addon === undefined) {
-    const loaded = loadNativeAddon<HungUpAddon>("peer_hung_up");
-    addon = loaded.addon?.supported ? loaded.addon : null;
-  }
-  return addon ?? undefined;
+  const { addon } = loadNativeAddon<HungUpAddon>("peer_hung_up");
+  return addon?.supported ? addon : undefined;
 }
 
 /**
