@@ -28,7 +28,7 @@ export interface ConnectionLimits {
    * 1,024 of them each took ~1,024 × 2.5 ms ≈ 2.5 s of wall time, finished
    * together, and ran into the agents' 5 s call deadlines; a 10,000-agent
    * reconnect storm took 54–55 s (PostgreSQL, 2-core machine) against
-   * 36–37 s with 128, 41 s with 256 and 43 s with 64 (README, benchmark).
+   * 36–37 s with 128, 41 s with 256 and 43 s with 64 (docs/benchmark-history.md).
    * A slot is also held for the network round trip of the handshake, so 128
    * slots cap a fleet 300 ms away at ~430 handshakes/s: raise it for such.
    */
@@ -178,7 +178,7 @@ export class ConnectionGate {
       // and no ticket outlives a refused connection. Resumption would save ~20%
       // of the handshake CPU, but only for agents that resume, and across a
       // restart only with ticket keys on disk that could mint any identity
-      // (README, benchmark).
+      // (docs/benchmark-history.md).
       secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
       // The native certificate guard acts on sessions with this context only.
       ...(!this.#tap && { sessionIdContext: GUARD_MARKER }),
