@@ -140,36 +140,4 @@ describe("HeartbeatQueue batches", () => {
     batches[2]!.done();
     await Promise.all(all);
   });
-
-  it("waits for company while the loop is saturated, bounded by saturatedWaitMs and saturatedMinBatch; not at all otherwise", async () => {
-    const { bmdb, batches } = heldBmdb();
-    let saturated = true;
-    const queue = new HeartbeatQueue(bmdb, { ...DEFAULT_QUEUE_OPTIONS, saturatedMinBatch: 3, saturatedWaitMs: 400 }, () => 0, () => saturated);
-    await sleep(0);
-    // A lone heartbeat on a saturated loop waits for others…
-    const all = [queue.submit(input("a"), () => true)];
-    await sleep(20);
-    expect(ids(batches)).toEqual([]);
-    // …and goes as soon as saturatedMinBatch are queued, however young.
-    all.push(queue.submit(input("b"), () => true), queue.submit(input("c"), () => true));
-    await sleep(0);
-    expect(ids(batches)).toEqual([["a", "b", "c"]]);
-    batches[0]!.done();
-    // Alone, it goes once its wait is over: never later than saturatedWaitMs (plus timer slack).
-    const queued = performance.now();
-    all.push(queue.submit(input("d"), () => true));
-    while (batches.length < 2) await sleep(5);
-    const waited = performance.now() - queued;
-    expect(ids(batches)).toEqual([["a", "b", "c"], ["d"]]);
-    expect(waited).toBeGreaterThanOrEqual(395);
-    expect(waited).toBeLessThan(2_000);
-    batches[1]!.done();
-    // A loop with time to spare: at once.
-    saturated = false;
-    all.push(queue.submit(input("e"), () => true));
-    await sleep(0);
-    expect(ids(batches)).toEqual([["a", "b", "c"], ["d"], ["e"]]);
-    batches[2]!.done();
-    await Promise.all(all);
-  });
 });

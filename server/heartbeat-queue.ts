@@ -38,25 +38,12 @@ export interface HeartbeatQueueOptions {
   concurrency: number;
   /** Heartbeats per second the server takes (0: no budget). */
   budgetPerSecond: number;
-  /**
-   * While the event loop is saturated (the constructor's `saturated`), a
-   * batch waits until this many heartbeats are queued or its oldest has
-   * waited saturatedWaitMs. Under a connecting fleet heartbeats arrive one or
-   * two per turn of a loop busy with handshakes, and each batch costs the loop
-   * the same whatever its size: 10,000 agents connecting made ~6,700 batches
-   * of 1.5. At low load the loop is not saturated and nothing waits.
-   */
-  saturatedMinBatch: number;
-  /** At most this long (ms) a heartbeat waits for company while the loop is saturated. */
-  saturatedWaitMs: number;
 }
 
-export const DEFAULT_QUEUE_OPTIONS: HeartbeatQueueOptions = { maxInflight: 2048, maxBatch: 500, concurrency: 2, budgetPerSecond: 0, saturatedMinBatch: 16, saturatedWaitMs: 10 };
+export const DEFAULT_QUEUE_OPTIONS: HeartbeatQueueOptions = { maxInflight: 2048, maxBatch: 500, concurrency: 2, budgetPerSecond: 0 };
 
 interface Waiting {
   input: HeartbeatInput;
-  /** When it was queued (performance.now()). */
-  since: number;
   live: () => boolean;
   resolve: (r: HeartbeatResult | undefined) => void;
   reject: (e: unknown) => void;
@@ -89,9 +76,8 @@ export class HeartbeatQueue {
   #batchMs = 1;
   /** When the youngest running batch started (performance.now()). */
   #youngestStart = 0;
-  /** Pumps again when a wait ends: running batches counting as stalled, or waiting for company. */
-  #rePump: NodeJS.Timeout | undefined;
-  #rePumpAt = 0;
+  /** Re-pumps once the running batches count as stalled. */
+  #stallTimer: NodeJS.Timeout | undefined;
   /** The database once open; until then batches wait. */
   #bmdb: Bmdb | undefined;
   readonly #opened: Promise<Bmdb>;
@@ -102,8 +88,6 @@ export class HeartbeatQueue {
     private readonly options: HeartbeatQueueOptions,
     /** Connected agents, for the pushback a budget gives. */
     private readonly connectedAgents: () => number,
-    /** Whether the thread's event loop is saturated (./loop-saturation.ts). */
-    private readonly saturated: () => boolean = () => false,
   ) {
     this.#tokens = this.#burst();
     this.#opened = Promise.resolve(bmdb);
@@ -188,7 +172,7 @@ export class HeartbeatQueue {
     }
     return done(
       new Promise<HeartbeatResult | undefined>((resolve, reject) => {
-        this.#waiting.push({ input, since: performance.now(), live, resolve, reject });
+        this.#waiting.push({ input, live, resolve, reject });
         this.#pump();
       }),
     );
@@ -224,38 +208,19 @@ export class HeartbeatQueue {
 
   /** Whether another batch may start now; if only the stall rule says no, re-pumps when it would say yes. */
   #mayStart(): boolean {
-    if (this.#running >= this.options.concurrency) return false;
-    const company = this.#waitForCompany();
-    if (company > 0) {
-      this.#rePumpIn(company);
-      return false;
-    }
     if (this.#running === 0) return true;
+    if (this.#running >= this.options.concurrency) return false;
     const wait = this.#youngestStart + this.stallMs() - performance.now();
     if (wait <= 0) return true;
-    this.#rePumpIn(wait);
+    if (!this.#stallTimer) {
+      this.#stallTimer = setTimeout(() => {
+        this.#stallTimer = undefined;
+        this.#pump();
+      }, Math.ceil(wait));
+      // A pending stall check never keeps the process alive by itself.
+      this.#stallTimer.unref();
+    }
     return false;
-  }
-
-  /** How long the next batch should wait for more heartbeats (saturatedMinBatch); 0: start it now. */
-  #waitForCompany(): number {
-    const { saturatedMinBatch, saturatedWaitMs } = this.options;
-    if (saturatedWaitMs <= 0 || this.#waiting.length >= saturatedMinBatch || !this.saturated()) return 0;
-    return Math.max(0, this.#waiting[0]!.since + saturatedWaitMs - performance.now());
-  }
-
-  /** Pumps again in ms (one pending re-pump at a time; an earlier one is kept). */
-  #rePumpIn(ms: number): void {
-    const at = performance.now() + ms;
-    if (this.#rePump && this.#rePumpAt <= at) return;
-    clearTimeout(this.#rePump);
-    this.#rePumpAt = at;
-    this.#rePump = setTimeout(() => {
-      this.#rePump = undefined;
-      this.#pump();
-    }, Math.ceil(ms));
-    // A pending re-pump never keeps the process alive by itself.
-    this.#rePump.unref();
   }
 
   /** The next batch: live callers only, each machine once (a repeat waits for the next batch). */

@@ -15,7 +15,6 @@ import type { AgentListenerLimits } from "./agent-listener.js";
 import { listenForAgentsOnThreads, type ThreadedAgentListener } from "./agent-listener-threads.js";
 import type { ConnectionCounts } from "./agent-connections.js";
 import { DEFAULT_QUEUE_OPTIONS, HeartbeatQueue, type HeartbeatQueueOptions } from "./heartbeat-queue.js";
-import { watchLoopSaturation } from "./loop-saturation.js";
 import { startBackgroundJob, type BackgroundJob } from "./background-job.js";
 import { startMemoryTrim } from "./memory-trim.js";
 import { implement, serviceDefinition } from "../lib/grpc-adapter.js";
@@ -207,10 +206,7 @@ export class BmaasServer {
     opening.catch(() => {});
     try {
       let connected = () => 0;
-      // The queue runs on this thread, with the database's driver: its loop's saturation is what counts.
-      const loop = watchLoopSaturation();
-      running.jobs.push(loop);
-      const queue = new HeartbeatQueue(opening, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected(), loop.saturated);
+      const queue = new HeartbeatQueue(opening, { ...DEFAULT_QUEUE_OPTIONS, ...options.heartbeatQueue }, () => connected());
       const observeHeartbeat = (code: grpc.status, seconds: number) => observe(AgentCallback.typeName, "Heartbeat", code, seconds);
       const agentMaxRequestBytes = options.agentMaxRequestBytes ?? 256 * 1024;
       const agents = (running.agents = await listenForAgentsOnThreads({
