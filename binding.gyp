@@ -6,6 +6,11 @@
       "cflags": ["-Wall", "-Wextra", "-O2"]
     },
     {
+      "target_name": "ed25519_key_decode",
+      "sources": ["native/ed25519-key-decode.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"]
+    },
+    {
       "target_name": "memory_trim",
       "sources": ["native/memory-trim.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"]

@@ -2,6 +2,7 @@ import { constants as cryptoConstants } from "node:crypto";
 import type { Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from "node:tls";
 import type { Logger } from "pino";
+import { decodeEd25519KeysLegacy, type Ed25519Decoder } from "./ed25519-key-decode.js";
 import type { EnrollmentCa } from "./enrollment-ca.js";
 import { peerHungUp } from "./peer-hung-up.js";
 import { identifyTlsPeer, type PeerIdentity } from "./peer-identity.js";
@@ -55,6 +56,13 @@ export interface ConnectionLimits {
    * ceiling). "native" falls back to "tap" when the addon is not built.
    */
   clientCertificateCheck: "native" | "tap";
+  /**
+   * How OpenSSL decodes the Ed25519 key of each client certificate
+   * (./ed25519-key-decode.ts): "legacy" skips OpenSSL 3.0's decoder setup,
+   * ~10% of the server's CPU while a fleet connects. Process-wide, once
+   * installed; "legacy" falls back to "provider" when the addon is not built.
+   */
+  ed25519Decoder: Ed25519Decoder;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -64,6 +72,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   handshakeTimeoutMs: 10_000,
   waitTimeoutMs: 20_000,
   clientCertificateCheck: "native",
+  ed25519Decoder: "legacy",
 };
 
 /** One accepted agent connection: its identity and bookkeeping. */
@@ -164,6 +173,10 @@ export class ConnectionGate {
         this.logger.warn({ reason: error }, "client certificates are counted by the JavaScript TLS tap (slower)");
         this.#tap = true;
       }
+    }
+    if (limits.ed25519Decoder === "legacy") {
+      const { error } = decodeEd25519KeysLegacy();
+      if (error) this.logger.warn({ reason: error }, "agent certificates' keys are decoded by OpenSSL's provider decoder (slower handshakes)");
     }
     // grpc-go refuses servers that do not negotiate h2 by ALPN.
     this.#tlsServer = createTlsServer({

@@ -36,6 +36,7 @@ export interface ServerFlags {
   agentHandshakeTimeout: number;
   agentHandshakeWait: number;
   agentClientCertificateCheck: "native" | "tap";
+  tlsEd25519Decoder: "legacy" | "provider";
   agentIdleTimeout: number;
   agentMaxConnectionAge: number;
   agentKeepalive: number;
@@ -179,6 +180,15 @@ export const ServerConfig = {
           .default("native"),
       )
       .addOption(
+        new Option(
+          "--tls-ed25519-decoder <how>",
+          "how OpenSSL decodes agent certificates' Ed25519 keys: legacy (its built-in Ed25519 method, skipping OpenSSL 3.0's decoder setup: ~10% of a handshake's CPU; process-wide) or provider (OpenSSL's default)",
+        )
+          .env("BMAAS_TLS_ED25519_DECODER")
+          .choices(["legacy", "provider"])
+          .default("legacy"),
+      )
+      .addOption(
         new Option("--agent-idle-timeout <seconds>", "an agent connection without a call for this long is closed")
           .env("BMAAS_AGENT_IDLE_TIMEOUT")
           .argParser(seconds)
@@ -248,6 +258,7 @@ export const ServerConfig = {
         handshakeTimeoutMs: Math.max(0.1, flags.agentHandshakeTimeout) * 1000,
         waitTimeoutMs: Math.max(0.1, flags.agentHandshakeWait) * 1000,
         clientCertificateCheck: flags.agentClientCertificateCheck,
+        ed25519Decoder: flags.tlsEd25519Decoder,
         idleTimeoutMs: Math.max(1, flags.agentIdleTimeout) * 1000,
         maxConnectionAgeMs: flags.agentMaxConnectionAge * 1000,
         keepaliveMs: Math.max(1, flags.agentKeepalive) * 1000,

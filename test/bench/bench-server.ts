@@ -26,7 +26,12 @@ const agents = await listenForAgentsOnThreads({
   cert: pki.cert,
   key: pki.key,
   paths: HEARTBEAT_PATHS,
-  limits: { maxConnections: 200_000, maxConnectionsPerAddress: 200_000 },
+  limits: {
+    maxConnections: 200_000,
+    maxConnectionsPerAddress: 200_000,
+    // As bmaas-server reads it (--tls-ed25519-decoder), so that the ceiling decodes keys as the servers do.
+    ed25519Decoder: process.env.BMAAS_TLS_ED25519_DECODER === "provider" ? "provider" : "legacy",
+  },
   handler: (call) => {
     call
       .readMessage(256 * 1024, 30_000)
