@@ -220,6 +220,22 @@ describe("flags shared through lib/flags", () => {
     }
   });
 
+  it("--tls-ed25519-decoder: legacy by default, provider by flag or env, nothing else", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
+    try {
+      const decoder = async (argv: string[], env: Record<string, string> = {}) => {
+        const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
+        return r.error ?? (await ServerConfig.resolve(r.opts!)).agentLimits?.ed25519Decoder;
+      };
+      expect(await decoder([])).toBe("legacy");
+      expect(await decoder(["--tls-ed25519-decoder", "provider"])).toBe("provider");
+      expect(await decoder([], { BMAAS_TLS_ED25519_DECODER: "provider" })).toBe("provider");
+      expect(await decoder(["--tls-ed25519-decoder", "fast"])).toMatch(/^error: option '--tls-ed25519-decoder <how>' argument 'fast' is invalid/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("BMAAS_AGENT_INSECURE=false is false, and seconds flags that become timers stop at 2^31-1 ms", () => {
     const run = (argv: string[], env: Record<string, string> = {}) => parseFlags<AgentRunFlags>(AgentConfig.registerRunFlags, argv, env);
     expect(run([], { BMAAS_AGENT_INSECURE: "false" }).opts!.insecure).toBe(false);
