@@ -25,12 +25,12 @@
  * `--tls-ed25519-decoder provider` (server/ed25519-key-decode.ts).
  */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <node_api.h>
 #include <openssl/engine.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <pthread.h>
 #include <string.h>
+#include "napi-exports.h"
 
 #define ENGINE_ID "bmaas-ed25519-legacy-decode"
 
@@ -82,36 +82,26 @@ static int active(void) {
   return ours;
 }
 
-#define CHECK(call) \
-  if ((call) != napi_ok) return NULL
-
 /* install(): true, or throws why not. Idempotent, from any thread. */
 static napi_value install(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value result;
   const char *error = install_once();
   if (error != NULL) {
     napi_throw_error(env, NULL, error);
     return NULL;
   }
-  CHECK(napi_get_boolean(env, true, &result));
-  return result;
+  return boolean_value(env, true);
 }
 
 /* active(): whether certificate Ed25519 keys are decoded by the legacy method now. */
 static napi_value active_js(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value result;
-  CHECK(napi_get_boolean(env, active(), &result));
-  return result;
+  return boolean_value(env, active());
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
-  CHECK(napi_create_function(env, "install", NAPI_AUTO_LENGTH, install, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "install", fn));
-  CHECK(napi_create_function(env, "active", NAPI_AUTO_LENGTH, active_js, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "active", fn));
+  CHECK(export_function(env, exports, "install", install));
+  CHECK(export_function(env, exports, "active", active_js));
   return exports;
 }
 

@@ -7,39 +7,31 @@
  * RSS after a trim. Node offers no way to ask for it; this is that way.
  * Elsewhere than glibc it does nothing and says so.
  */
-#include <node_api.h>
 #include <stdbool.h>
+#include "napi-exports.h"
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
-#define CHECK(call) \
-  if ((call) != napi_ok) return NULL
-
 /* trim(): true when memory was given back, false when none was (or not glibc). */
 static napi_value trim(napi_env env, napi_callback_info info) {
   (void)info;
-  napi_value result;
 #if defined(__GLIBC__)
   bool released = malloc_trim(0) == 1;
 #else
   bool released = false;
 #endif
-  CHECK(napi_get_boolean(env, released, &result));
-  return result;
+  return boolean_value(env, released);
 }
 
 /* supported: whether trim() can do anything on this C library. */
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, supported;
-  CHECK(napi_create_function(env, "trim", NAPI_AUTO_LENGTH, trim, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "trim", fn));
+  CHECK(export_function(env, exports, "trim", trim));
 #if defined(__GLIBC__)
-  CHECK(napi_get_boolean(env, true, &supported));
+  CHECK(export_boolean(env, exports, "supported", true));
 #else
-  CHECK(napi_get_boolean(env, false, &supported));
+  CHECK(export_boolean(env, exports, "supported", false));
 #endif
-  CHECK(napi_set_named_property(env, exports, "supported", supported));
   return exports;
 }
 

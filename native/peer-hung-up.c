@@ -16,16 +16,13 @@
  * false, so connections are handled as before.
  */
 #define _GNU_SOURCE
-#include <node_api.h>
 #include <poll.h>
 #include <stdbool.h>
-
-#define CHECK(call) \
-  if ((call) != napi_ok) return NULL
+#include "napi-exports.h"
 
 static napi_value hung_up(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   int32_t fd = -1;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
@@ -38,20 +35,16 @@ static napi_value hung_up(napi_env env, napi_callback_info info) {
   /* Timeout 0: only asks the socket's state, never waits. */
   if (poll(&p, 1, 0) == 1) gone = (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 #endif
-  CHECK(napi_get_boolean(env, gone, &result));
-  return result;
+  return boolean_value(env, gone);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn, supported;
-  CHECK(napi_create_function(env, "hungUp", NAPI_AUTO_LENGTH, hung_up, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "hungUp", fn));
+  CHECK(export_function(env, exports, "hungUp", hung_up));
 #ifdef POLLRDHUP
-  CHECK(napi_get_boolean(env, true, &supported));
+  CHECK(export_boolean(env, exports, "supported", true));
 #else
-  CHECK(napi_get_boolean(env, false, &supported));
+  CHECK(export_boolean(env, exports, "supported", false));
 #endif
-  CHECK(napi_set_named_property(env, exports, "supported", supported));
   return exports;
 }
 

@@ -10,7 +10,6 @@
  * it to connections, each on the thread that will accept them, and Node
  * owns and closes it from then on.
  */
-#include <node_api.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -19,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "napi-exports.h"
 
 /* Errors are "errno <name>: <reason>" or "resolve: <reason>", for reuseport.ts. */
 static napi_value fail(napi_env env, const char *code, const char *reason) {
@@ -135,11 +135,7 @@ static napi_value open_socket(napi_env env, napi_callback_info info) {
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
-  if (napi_create_function(env, "open", NAPI_AUTO_LENGTH, open_socket, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "open", fn) != napi_ok) {
-    return NULL;
-  }
+  CHECK(export_function(env, exports, "open", open_socket));
   return exports;
 }
 

@@ -29,12 +29,12 @@
  * connection (server/agent-listener-threads.ts). The main thread installs the
  * guard before any other listener thread starts; the counters are atomic.
  */
-#include <node_api.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
 #include <string.h>
+#include "napi-exports.h"
 
 #define MAX_MARKER 32
 /* A client certificate message with more entries is refused without parsing. */
@@ -177,16 +177,13 @@ static void on_new_ssl(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, lon
   if (parent != NULL) SSL_set_msg_callback((SSL *)parent, on_message);
 }
 
-#define CHECK(call) \
-  if ((call) != napi_ok) return NULL
-
 /*
  * install(marker: Buffer): true once installed. The marker is the session-id
  * context of the listener to guard; one per process.
  */
 static napi_value install(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *data = NULL;
   size_t length = 0;
@@ -209,8 +206,7 @@ static napi_value install(napi_env env, napi_callback_info info) {
     }
     installed = 1;
   }
-  CHECK(napi_get_boolean(env, true, &result));
-  return result;
+  return boolean_value(env, true);
 }
 
 /* stats(): { checked, refused } client Certificate messages on the agent listener. */
@@ -231,7 +227,7 @@ static napi_value stats(napi_env env, napi_callback_info info) {
  */
 static napi_value all_linked_js(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], result;
+  napi_value argv[1];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   void *data = NULL;
   size_t length = 0;
@@ -239,18 +235,13 @@ static napi_value all_linked_js(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "allLinked(body: Buffer)");
     return NULL;
   }
-  CHECK(napi_get_boolean(env, all_linked(data, length), &result));
-  return result;
+  return boolean_value(env, all_linked(data, length));
 }
 
 static napi_value init(napi_env env, napi_value exports) {
-  napi_value fn;
-  CHECK(napi_create_function(env, "allLinked", NAPI_AUTO_LENGTH, all_linked_js, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "allLinked", fn));
-  CHECK(napi_create_function(env, "install", NAPI_AUTO_LENGTH, install, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "install", fn));
-  CHECK(napi_create_function(env, "stats", NAPI_AUTO_LENGTH, stats, NULL, &fn));
-  CHECK(napi_set_named_property(env, exports, "stats", fn));
+  CHECK(export_function(env, exports, "allLinked", all_linked_js));
+  CHECK(export_function(env, exports, "install", install));
+  CHECK(export_function(env, exports, "stats", stats));
   return exports;
 }
 

@@ -5,6 +5,7 @@ import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
 import { readNamedFile } from "../lib/read-file.js";
 import { DEFAULT_CONNECTION_LIMITS } from "./agent-connections.js";
 import { defaultAgentThreads } from "./agent-listener-threads.js";
+import type { Ed25519Decoder } from "./ed25519-key-decode.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
 import type { ServerOptions } from "./server.js";
@@ -36,7 +37,7 @@ export interface ServerFlags {
   agentHandshakeTimeout: number;
   agentHandshakeWait: number;
   agentClientCertificateCheck: "native" | "tap";
-  tlsEd25519Decoder: "legacy" | "provider";
+  tlsEd25519Decoder: Ed25519Decoder;
   agentIdleTimeout: number;
   agentMaxConnectionAge: number;
   agentKeepalive: number;

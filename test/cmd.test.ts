@@ -203,37 +203,32 @@ describe("flags shared through lib/flags", () => {
     expect(migrate({ BMAAS_DB_POOL_SIZE: "0" })).toMatch(/BMAAS_DB_POOL_SIZE' is invalid\. must be an integer of at least 1$/);
   });
 
-  it("--heartbeat-batches sets the group-commit batches in the database at once: 2 by default, at least 1", async () => {
+  /** What bmaas-server's flags (with a dev PKI in a temporary directory) resolve to, picked by `pick`; or the flag error. */
+  const resolveServer = async <T>(pick: (c: Awaited<ReturnType<typeof ServerConfig.resolve>>) => T, argv: string[], env: Record<string, string> = {}) => {
     const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
     try {
-      const concurrency = async (argv: string[], env: Record<string, string> = {}) => {
-        const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
-        return r.error ?? (await ServerConfig.resolve(r.opts!)).heartbeatQueue?.concurrency;
-      };
-      expect(await concurrency([])).toBe(2);
-      expect(await concurrency(["--heartbeat-batches", "1"])).toBe(1);
-      expect(await concurrency(["--heartbeat-batches", "3"])).toBe(3);
-      expect(await concurrency([], { BMAAS_HEARTBEAT_BATCHES: "2" })).toBe(2);
-      expect(await concurrency(["--heartbeat-batches", "0"])).toMatch(/^error: option '--heartbeat-batches <n>' argument '0' is invalid/);
+      const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
+      return r.error ?? pick(await ServerConfig.resolve(r.opts!));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  };
+
+  it("--heartbeat-batches sets the group-commit batches in the database at once: 2 by default, at least 1", async () => {
+    const concurrency = (argv: string[], env?: Record<string, string>) => resolveServer((c) => c.heartbeatQueue?.concurrency, argv, env);
+    expect(await concurrency([])).toBe(2);
+    expect(await concurrency(["--heartbeat-batches", "1"])).toBe(1);
+    expect(await concurrency(["--heartbeat-batches", "3"])).toBe(3);
+    expect(await concurrency([], { BMAAS_HEARTBEAT_BATCHES: "2" })).toBe(2);
+    expect(await concurrency(["--heartbeat-batches", "0"])).toMatch(/^error: option '--heartbeat-batches <n>' argument '0' is invalid/);
   });
 
   it("--tls-ed25519-decoder: legacy by default, provider by flag or env, nothing else", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
-    try {
-      const decoder = async (argv: string[], env: Record<string, string> = {}) => {
-        const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
-        return r.error ?? (await ServerConfig.resolve(r.opts!)).agentLimits?.ed25519Decoder;
-      };
-      expect(await decoder([])).toBe("legacy");
-      expect(await decoder(["--tls-ed25519-decoder", "provider"])).toBe("provider");
-      expect(await decoder([], { BMAAS_TLS_ED25519_DECODER: "provider" })).toBe("provider");
-      expect(await decoder(["--tls-ed25519-decoder", "fast"])).toMatch(/^error: option '--tls-ed25519-decoder <how>' argument 'fast' is invalid/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const decoder = (argv: string[], env?: Record<string, string>) => resolveServer((c) => c.agentLimits?.ed25519Decoder, argv, env);
+    expect(await decoder([])).toBe("legacy");
+    expect(await decoder(["--tls-ed25519-decoder", "provider"])).toBe("provider");
+    expect(await decoder([], { BMAAS_TLS_ED25519_DECODER: "provider" })).toBe("provider");
+    expect(await decoder(["--tls-ed25519-decoder", "fast"])).toMatch(/^error: option '--tls-ed25519-decoder <how>' argument 'fast' is invalid/);
   });
 
   it("BMAAS_AGENT_INSECURE=false is false, and seconds flags that become timers stop at 2^31-1 ms", () => {
