@@ -8,6 +8,7 @@ import { createTestCa, issueAgentCert } from "../test/helpers/enrollment-pki.js"
 import { frame, rawCall, rawSession, splitAddress } from "../test/helpers/raw-grpc.js";
 import { openBmdb, type Bmdb } from "../bmdb/index.js";
 import { startServerOn, startTestServer, testPki } from "../test/helpers/server.js";
+import { acceptQueues, deepestAcceptQueue } from "../test/helpers/accept-queues.js";
 import { defaultAgentThreads } from "./agent-listener-threads.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 
@@ -191,9 +192,11 @@ async function retrying<T>(f: () => Promise<T>): Promise<T> {
 }
 
 describe("agent listener threads: shutdown and defaults", () => {
-  it("closes every thread's socket on stop: the port refuses connections afterwards", async () => {
+  it("gives every thread's socket the full accept queue, and closes them all on stop: the port refuses connections afterwards", async () => {
     const t = await startTestServer(testBackends()[0]!, { agentThreads: 2 });
     const port = splitAddress(t.server.publicAddress)[1];
+    // Node ignores a backlog option on a socket given by fd (it listened with 511): server/listen.ts passes it as an argument.
+    expect(acceptQueues(port)).toEqual([deepestAcceptQueue(), deepestAcceptQueue()]);
     await t.stop();
     const refused = await Promise.all(
       Array.from({ length: 8 }, () => new Promise<string>((resolve) => netConnect({ host: "127.0.0.1", port }).once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "")).once("connect", () => resolve("connected")))),

@@ -34,10 +34,14 @@ export function listen(
   return startListening(createServer({ pauseOnConnect: options.pauseOnConnect ?? false }, onConnection), address, what, options.fd);
 }
 
+/** The accept queue asked for (the kernel caps it at net.core.somaxconn). */
+const ACCEPT_BACKLOG = 65535;
+
 /**
  * Starts server (any net.Server: plain, HTTP, HTTPS) listening on address,
- * or on the listening socket `fd` made for it (./reuseport.ts); rejects with
- * "cannot listen for <what> on host:port: <reason>".
+ * or on the listening socket `fd` made for it (./reuseport.ts) or inherited
+ * (./inherited-sockets.ts); rejects with "cannot listen for <what> on
+ * host:port: <reason>".
  */
 export function startListening<S extends Server>(server: S, address: ListenAddress, what: string, fd?: number): Promise<S> {
   return new Promise((resolve, reject) => {
@@ -52,11 +56,16 @@ export function startListening<S extends Server>(server: S, address: ListenAddre
     // (then 3 s, 7 s…). Linux caps it at net.core.somaxconn (4096 on Debian
     // 12): a 10,000-agent reconnect storm there counted ~40,000 dropped SYNs
     // (ListenOverflows). README: raise somaxconn for fleets larger than that.
-    const where = fd === undefined ? { port: address.port, ...(address.host ? { host: address.host } : {}) } : { fd };
-    server.listen({ ...where, backlog: 65535 }, () => {
+    const listening = () => {
       server.off("error", onError);
       resolve(server);
-    });
+    };
+    // On a socket given by fd, Node 20 ignores options.backlog and listens
+    // with 511 (only a backlog passed as an argument reaches that path): the
+    // SO_REUSEPORT threads' sockets and an inherited socket had a queue of
+    // 511 instead of 4,096.
+    if (fd === undefined) server.listen({ port: address.port, ...(address.host ? { host: address.host } : {}), backlog: ACCEPT_BACKLOG }, listening);
+    else server.listen({ fd }, ACCEPT_BACKLOG, listening);
   });
 }
 
