@@ -1,4 +1,3 @@
-import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { workerEntry } from "../lib/worker-entry.js";
 import type { AgentCall, AgentCallConnection } from "./agent-call.js";
@@ -20,6 +19,7 @@ import {
 import { Code, WireStatus } from "./grpc-wire.js";
 import { closeUnused, openSharedPort } from "./reuseport.js";
 import { certificateGuard } from "./tls-certificate-guard.js";
+import { usableCores } from "./usable-cores.js";
 
 // The agent listener on several threads, one port. TLS handshakes bound how
 // fast a fleet (re)connects, and Node does a thread's on one core: a 10,000-
@@ -55,9 +55,10 @@ export interface ThreadedAgentListener extends AgentListener {
  * database took the rest of the machine), and RSS grew by ~130 MiB (a second
  * V8 heap and malloc arena), which PGlite's 1 GiB budget had no room for.
  * With cores to spare, handshakes (one core's worth per thread) are what
- * threads buy; the other half of the cores is left to the database.
+ * threads buy; the other half of the cores is left to the database. Cores
+ * are those the process may use, a container's CPU quota included.
  */
-export function defaultAgentThreads(cores = availableParallelism()): number {
+export function defaultAgentThreads(cores = usableCores()): number {
   return cores < 4 ? 1 : Math.min(4, Math.floor(cores / 2));
 }
 
