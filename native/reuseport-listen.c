@@ -11,6 +11,7 @@
  * owns and closes it from then on.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -134,8 +135,34 @@ static napi_value open_socket(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * dup(fd: number): number: a new descriptor (close-on-exec) of the stream
+ * socket fd, e.g. an inherited listening socket that several listener
+ * threads accept from, each closing its own descriptor when it stops.
+ */
+static napi_value dup_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "EINVAL", "want dup(fd: number)");
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return fail(env, errno == EBADF ? "EBADF" : "ENOTSOCK", strerror(errno));
+  if (type != SOCK_STREAM) return fail(env, "EINVAL", "not a stream socket");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return fail(env, "errno", strerror(errno));
+  napi_value result;
+  if (napi_create_int32(env, copy, &result) != napi_ok) {
+    close(copy);
+    return NULL;
+  }
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   CHECK(export_function(env, exports, "open", open_socket));
+  CHECK(export_function(env, exports, "dup", dup_socket));
   return exports;
 }
 

@@ -17,7 +17,7 @@ import {
   type ToAgentThread,
 } from "./agent-thread-protocol.js";
 import { Code, WireStatus } from "./grpc-wire.js";
-import { closeUnused, openSharedPort } from "./reuseport.js";
+import { closeUnused, openSharedPort, shareInheritedSocket } from "./reuseport.js";
 import { certificateGuard } from "./tls-certificate-guard.js";
 import { usableCores } from "./usable-cores.js";
 
@@ -36,6 +36,8 @@ export interface ThreadedListenerOptions extends AgentListenerOptions {
   threads: number;
   /** The handler's request limits, applied where the request is read. */
   maxRequestBytes: number;
+  /** A listening socket handed over by the supervisor (./inherited-sockets.ts), used instead of address. */
+  inheritedFd?: number;
   bodyTimeoutMs: number;
 }
 
@@ -250,11 +252,13 @@ class ListenerThread {
 export async function listenForAgentsOnThreads(options: ThreadedListenerOptions): Promise<ThreadedAgentListener> {
   const { logger } = options;
   const single = async (): Promise<ThreadedAgentListener> => {
-    const listener = await listenForAgents(options);
+    const listener = await listenForAgents({ ...options, ...(options.inheritedFd !== undefined && { fd: options.inheritedFd }) });
     return { ...listener, threads: 1, byThread: [listener.counts] };
   };
   if (options.threads <= 1) return single();
-  const shared = openSharedPort(options.address, options.threads, "agents");
+  // An inherited socket has one accept queue, which every thread takes from;
+  // otherwise each thread has a socket of its own in a SO_REUSEPORT group.
+  const shared = options.inheritedFd !== undefined ? shareInheritedSocket(options.inheritedFd, options.threads) : openSharedPort(options.address, options.threads, "agents");
   if (!shared.fds) {
     logger.warn({ reason: shared.error }, "agent listener on the main thread only");
     return single();

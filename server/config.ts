@@ -5,6 +5,7 @@ import { booleanOption, numberArg, secondsArg } from "../lib/flags.js";
 import { readNamedFile } from "../lib/read-file.js";
 import { DEFAULT_CONNECTION_LIMITS } from "./agent-connections.js";
 import { defaultAgentThreads } from "./agent-listener-threads.js";
+import { AGENT_SOCKET_NAME, agentSocket, inheritedSockets } from "./inherited-sockets.js";
 import type { Ed25519Decoder } from "./ed25519-key-decode.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
@@ -64,6 +65,20 @@ const positiveCount = numberArg({ min: 1, integer: true });
 
 function readPem(flag: string, file: string): string {
   return readNamedFile(flag, file).toString("utf8");
+}
+
+/**
+ * The agent listener's socket when the supervisor passed sockets (systemd
+ * socket activation, ./inherited-sockets.ts); then --public-listen is not
+ * used. Passed sockets that include none for the agents are an error.
+ */
+function inheritedAgentSocket(env: NodeJS.ProcessEnv): number | undefined {
+  const { sockets, problem } = inheritedSockets(env);
+  if (problem) throw new Error(`socket activation: ${problem}`);
+  if (sockets.size === 0) return undefined;
+  const fd = agentSocket(sockets);
+  if (fd === undefined) throw new Error(`socket activation: none of the sockets passed (${[...sockets.keys()].join(", ")}) is named "${AGENT_SOCKET_NAME}"`);
+  return fd;
 }
 
 export const ServerConfig = {
@@ -231,12 +246,14 @@ export const ServerConfig = {
   },
 
   /** Checks the flags and loads the certificates; throws a one-line reason. */
-  async resolve(flags: ServerFlags): Promise<ServerConfigValues> {
+  /** The server's options from its flags, and from env the sockets a supervisor passed (whose variables it removes). */
+  async resolve(flags: ServerFlags, env: NodeJS.ProcessEnv = process.env): Promise<ServerConfigValues> {
     parseListenAddress(flags.publicListen);
     parseListenAddress(flags.internalListen);
     if (flags.metricsListen) parseListenAddress(flags.metricsListen);
     if (flags.webListen) parseListenAddress(flags.webListen);
     const files = [flags.tlsCert, flags.tlsKey, flags.operatorCa];
+    const agentSocketFd = inheritedAgentSocket(env);
     const base = {
       publicListenAddress: flags.publicListen,
       internalListenAddress: flags.internalListen,
@@ -252,6 +269,7 @@ export const ServerConfig = {
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),
       agentMaxRequestBytes: flags.agentMaxRequestBytes,
       agentThreads: flags.agentThreads,
+      ...(agentSocketFd !== undefined && { agentSocketFd }),
       agentLimits: {
         maxConnections: flags.agentMaxConnections,
         maxConnectionsPerAddress: flags.agentMaxConnectionsPerIp,

@@ -10,6 +10,7 @@ import type { ListenAddress } from "./listen.js";
 
 interface ReusePortAddon {
   open(host: string, port: number, probe: boolean): { fd: number; port: number };
+  dup(fd: number): number;
 }
 
 /**
@@ -53,4 +54,23 @@ export function openSharedPort(address: ListenAddress, count: number, what: stri
     throw new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`);
   }
   return { fds };
+}
+
+/**
+ * `count` descriptors of one inherited listening socket (./inherited-sockets.ts):
+ * the socket itself, then copies, one per further thread; all threads then
+ * accept from the socket's one queue. Or why copies cannot be had.
+ */
+export function shareInheritedSocket(fd: number, count: number): { fds?: number[]; error?: string } {
+  if (count <= 1) return { fds: [fd] };
+  const { addon, error } = loadNativeAddon<ReusePortAddon>("reuseport_listen");
+  if (!addon) return { error: error! };
+  const copies: number[] = [];
+  try {
+    for (let i = 1; i < count; i++) copies.push(addon.dup(fd));
+  } catch (err) {
+    closeUnused(copies);
+    throw new Error(`cannot use the inherited agent socket (fd ${fd}): ${(err as Error).message.replace(/^[^:]*: /, "")}`);
+  }
+  return { fds: [fd, ...copies] };
 }

@@ -45,6 +45,8 @@ export interface ServerOptions {
   agentLimits?: Partial<AgentListenerLimits>;
   /** Threads doing the agent listener's TLS and HTTP/2, the main thread included (default 1; the CLI: defaultAgentThreads). */
   agentThreads?: number;
+  /** A listening socket handed over by the supervisor (systemd socket activation), used instead of publicListenAddress. */
+  agentSocketFd?: number;
   /** Group commit and backpressure of heartbeats: in-flight bound, batch size, budget per second. */
   heartbeatQueue?: Partial<HeartbeatQueueOptions>;
   /** Heartbeat interval suggested to agents in every answer (unset: none). */
@@ -211,6 +213,7 @@ export class BmaasServer {
       const agentMaxRequestBytes = options.agentMaxRequestBytes ?? 256 * 1024;
       const agents = (running.agents = await listenForAgentsOnThreads({
         threads: options.agentThreads ?? 1,
+        ...(options.agentSocketFd !== undefined && { inheritedFd: options.agentSocketFd }),
         maxRequestBytes: agentMaxRequestBytes,
         bodyTimeoutMs: BODY_TIMEOUT_MS,
         address: parseListenAddress(options.publicListenAddress),
@@ -237,7 +240,8 @@ export class BmaasServer {
       // compile, recovery) takes seconds on its worker thread: the handshakes
       // (main thread) overlap it instead of waiting behind it, and agents are
       // not sent into back-off by refused connections meanwhile.
-      logger.info({ public: boundAddress(agents.server), threads: agents.threads }, "agent listener open");
+      const inherited = options.agentSocketFd !== undefined && { inheritedFd: options.agentSocketFd };
+      logger.info({ public: boundAddress(agents.server), threads: agents.threads, ...inherited }, "agent listener open");
       const bmdb = await opening;
       metrics.watchDatabase(bmdb);
       metrics.watchAgents(agentCounts, queue);

@@ -208,7 +208,7 @@ describe("flags shared through lib/flags", () => {
     const dir = mkdtempSync(join(tmpdir(), "bmaas-flags-"));
     try {
       const r = parseFlags<ServerFlags>(ServerConfig.registerFlags, ["--dev-certs", dir, ...argv], env);
-      return r.error ?? pick(await ServerConfig.resolve(r.opts!));
+      return r.error ?? pick(await ServerConfig.resolve(r.opts!, { ...env }));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -229,6 +229,20 @@ describe("flags shared through lib/flags", () => {
     expect(await decoder(["--tls-ed25519-decoder", "provider"])).toBe("provider");
     expect(await decoder([], { BMAAS_TLS_ED25519_DECODER: "provider" })).toBe("provider");
     expect(await decoder(["--tls-ed25519-decoder", "fast"])).toMatch(/^error: option '--tls-ed25519-decoder <how>' argument 'fast' is invalid/);
+  });
+
+  it("socket activation: the agent listener takes the socket passed for it, and malformed variables are an error", async () => {
+    const socket = (env: Record<string, string>) => resolveServer((c) => c.agentSocketFd, [], env).catch((e: Error) => e.message);
+    const pid = String(process.pid);
+    expect(await socket({})).toBeUndefined();
+    expect(await socket({ LISTEN_PID: pid, LISTEN_FDS: "1" })).toBe(3);
+    expect(await socket({ LISTEN_PID: pid, LISTEN_FDS: "2", LISTEN_FDNAMES: "operator:agent" })).toBe(4);
+    // Meant for another process: ignored.
+    expect(await socket({ LISTEN_PID: "1", LISTEN_FDS: "1" })).toBeUndefined();
+    expect(await socket({ LISTEN_PID: pid, LISTEN_FDS: "2", LISTEN_FDNAMES: "web:metrics" })).toBe(
+      'socket activation: none of the sockets passed (web, metrics) is named "agent"',
+    );
+    expect(await socket({ LISTEN_PID: pid, LISTEN_FDS: "x" })).toBe("socket activation: LISTEN_FDS=x is not a count of sockets");
   });
 
   it("BMAAS_AGENT_INSECURE=false is false, and seconds flags that become timers stop at 2^31-1 ms", () => {

@@ -8,6 +8,7 @@ import { HEARTBEAT_PATHS } from "../../server/agent-callback-service.js";
 import { defaultAgentThreads, listenForAgentsOnThreads } from "../../server/agent-listener-threads.js";
 import { Code, WireStatus } from "../../server/grpc-wire.js";
 import { parseHeartbeatRequest } from "../../server/heartbeat-request.js";
+import { agentSocket, inheritedSockets } from "../../server/inherited-sockets.js";
 import { boundAddress } from "../../server/listen.js";
 
 export type BenchReply = { kind: "ready"; address: string };
@@ -16,6 +17,9 @@ const [mode, certJson] = process.argv.slice(2);
 if (mode !== "empty") throw new Error(`bench-server: unknown mode ${mode}`);
 const pki = JSON.parse(certJson!) as { cert: string; key: string; ca: string };
 
+// A socket held by the bench across restarts (BENCH_HOLD_SOCKET), as bmaas-server takes it.
+const inheritedFd = agentSocket(inheritedSockets().sockets);
+
 const agents = await listenForAgentsOnThreads({
   // As many listener threads as bmaas-server: BMAAS_AGENT_THREADS is its --agent-threads too (a flag in BENCH_SERVER_ARGS would not reach the ceiling).
   threads: Number(process.env.BMAAS_AGENT_THREADS) || defaultAgentThreads(),
@@ -23,6 +27,7 @@ const agents = await listenForAgentsOnThreads({
   bodyTimeoutMs: 30_000,
   // BENCH_CEILING_PORT: a fixed port, so that a ceiling can be restarted on it (a reconnect storm without a database).
   address: { host: "127.0.0.1", port: Number(process.env.BENCH_CEILING_PORT) || 0 },
+  ...(inheritedFd !== undefined && { inheritedFd }),
   cert: pki.cert,
   key: pki.key,
   paths: HEARTBEAT_PATHS,

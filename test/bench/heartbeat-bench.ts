@@ -66,7 +66,7 @@
 // soft limit raised to the hard one.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createPrivateKey, createPublicKey, randomBytes, randomUUID } from "node:crypto";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -75,6 +75,7 @@ import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
+import { loadNativeAddon } from "../../lib/native-addon.js";
 import { insertFillerAgents, insertFleetAgents, settleBulkLoad } from "./populate-fleet.js";
 
 process.noDeprecation = true;
@@ -115,6 +116,7 @@ const S = {
   dialConcurrency: num("BENCH_DIAL_CONCURRENCY", 1000),
   tlsResume: num("BENCH_TLS_RESUME", 0) !== 0,
   newFlags: num("BENCH_NEW_FLAGS", 1) !== 0,
+  holdSocket: num("BENCH_HOLD_SOCKET", 0) !== 0,
   serverArgs: (process.env.BENCH_SERVER_ARGS ?? "").split(/\s+/).filter(Boolean),
   json: process.env.BENCH_JSON,
   /** A file that gets every server's stdout lines that are not JSON (e.g. --trace-gc). */
@@ -124,6 +126,9 @@ if (!S.scenarios.has("large")) S.large = false;
 
 // Node flags for every server process: bmaas-server's own (its shebang's, the
 // ceiling gets them too), then BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+// Socket activation's variables for a server given the held socket as fd 3 (LISTEN_PID: set by spawnWithFds).
+const HELD_SOCKET_ENV = { LISTEN_FDS: "1", LISTEN_FDNAMES: "agent" };
+
 const NODE_ARGS = [...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean)];
 
 const REPO = resolve(import.meta.dirname, "../../..");
@@ -169,8 +174,10 @@ function fdLimits(): { soft: number; hard: number } {
 }
 
 /** Runs cmd with its open-file soft limit raised to `nofile` (≤ the hard limit). */
-function spawnWithFds(nofile: number, cmd: string, args: string[], stdio: ("pipe" | "ignore" | "ipc")[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
-  const child = spawn("bash", ["-c", 'ulimit -n "$0" && exec "$@"', String(nofile), cmd, ...args], { stdio, cwd: REPO, env });
+function spawnWithFds(nofile: number, cmd: string, args: string[], stdio: ("pipe" | "ignore" | "ipc" | number)[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  // LISTEN_PID is the pid that exec keeps (socket activation: held sockets are meant for that process alone).
+  const script = 'ulimit -n "$0" && { [ -z "$LISTEN_FDS" ] || export LISTEN_PID=$$; } && exec "$@"';
+  const child = spawn("bash", ["-c", script, String(nofile), cmd, ...args], { stdio, cwd: REPO, env });
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
@@ -445,7 +452,7 @@ class ServerProcess {
   }
 
   /** The real bmaas-server binary on the given database. */
-  static async bmaas(label: string, url: string, certsDir: string, publicListen: string, extra: string[]): Promise<ServerProcess> {
+  static async bmaas(label: string, url: string, certsDir: string, publicListen: string, extra: string[], heldFd?: number): Promise<ServerProcess> {
     const args = [
       ...NODE_ARGS,
       SERVER_JS,
@@ -465,7 +472,7 @@ class ServerProcess {
       ...extra,
       ...S.serverArgs,
     ];
-    const child = spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe"]);
+    const child = heldFd === undefined ? spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe"]) : spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe", heldFd], { ...process.env, ...HELD_SOCKET_ENV });
     const p = new ServerProcess(child, label);
     const listening = new Promise<void>((r) => {
       createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -492,10 +499,12 @@ class ServerProcess {
   }
 
   /** The empty-handler ceiling: test/bench/bench-server.js empty '<pki json>', on `port` (0: any). */
-  static async ceiling(pki: { cert: string; key: string; ca: string }, port = 0): Promise<ServerProcess> {
-    const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], ["ignore", "pipe", "pipe", "ipc"], {
+  static async ceiling(pki: { cert: string; key: string; ca: string }, port = 0, heldFd?: number): Promise<ServerProcess> {
+    const stdio: ("pipe" | "ignore" | "ipc" | number)[] = heldFd === undefined ? ["ignore", "pipe", "pipe", "ipc"] : ["ignore", "pipe", "pipe", heldFd, "ipc"];
+    const child = spawnWithFds(nofile, process.execPath, [...NODE_ARGS, CEILING_JS, "empty", JSON.stringify(pki)], stdio, {
       ...process.env,
       BENCH_CEILING_PORT: String(port),
+      ...(heldFd !== undefined && HELD_SOCKET_ENV),
     });
     const p = new ServerProcess(child, "ceiling");
     createInterface({ input: child.stdout! }).on("line", (line) => keepServerOutput("ceiling", line));
@@ -683,8 +692,8 @@ function counters(before: Map<string, number>, after: Map<string, number>): Coun
 interface Target {
   key: "ceiling" | "pglite" | "postgres";
   label: string;
-  /** Starts a server (on the given port, 0 for any) with more flags. */
-  start(port: number, extra: string[]): Promise<ServerProcess>;
+  /** Starts a server (on the given port, 0 for any; or on a socket the bench holds, as fd 3) with more flags. */
+  start(port: number, extra: string[], heldFd?: number): Promise<ServerProcess>;
 }
 
 interface B2bResult {
@@ -767,12 +776,37 @@ async function runB2b(target: Target, start: () => Promise<ServerProcess>): Prom
 /** Connects the fleet, offers `rate` open loop for `seconds`; optionally then restarts the server and times the reconnection. */
 async function runFleet(
   target: Target,
-  start: (port: number) => Promise<ServerProcess>,
+  start: (port: number, heldFd?: number) => Promise<ServerProcess>,
   rate: number,
   seconds: number,
   reconnect: boolean,
 ): Promise<FleetResult> {
-  const server = await start(0);
+  // BENCH_HOLD_SOCKET: the bench holds the agent port's socket across the
+  // restart and hands it to each server, as systemd's socket activation does.
+  const held = reconnect && S.holdSocket ? holdAgentSocket() : undefined;
+  try {
+    return await runFleetOn(target, (port) => start(port, held?.fd), rate, seconds, reconnect, held?.port ?? 0);
+  } finally {
+    if (held) closeSync(held.fd);
+  }
+}
+
+/** A socket bound to a free loopback port, not listening: the first server's listen() opens it, and it stays open in the bench between servers. */
+function holdAgentSocket(): { fd: number; port: number } {
+  const { addon, error } = loadNativeAddon<{ open(host: string, port: number, probe: boolean): { fd: number; port: number } }>("reuseport_listen");
+  if (!addon) throw new Error(`BENCH_HOLD_SOCKET needs the reuseport addon: ${error}`);
+  return addon.open("127.0.0.1", 0, true);
+}
+
+async function runFleetOn(
+  target: Target,
+  start: (port: number) => Promise<ServerProcess>,
+  rate: number,
+  seconds: number,
+  reconnect: boolean,
+  firstPort: number,
+): Promise<FleetResult> {
+  const server = await start(firstPort);
   const port = Number(server.publicAddress.slice(server.publicAddress.lastIndexOf(":") + 1));
   let before = new Map<string, number>();
   let after: Promise<Map<string, number>> | undefined;
@@ -1155,7 +1189,7 @@ async function main(): Promise<void> {
   let ceilingResults: TargetResults | undefined;
   const targets: Target[] = [];
   if (S.only.has("ceiling")) {
-    targets.push({ key: "ceiling", label: TARGET_LABELS.ceiling, start: (port) => ServerProcess.ceiling(pki, port) });
+    targets.push({ key: "ceiling", label: TARGET_LABELS.ceiling, start: (port, _extra, heldFd) => ServerProcess.ceiling(pki, port, heldFd) });
   }
   if (S.only.has("pglite")) {
     const dir = join(work, "pglite");
@@ -1163,9 +1197,9 @@ async function main(): Promise<void> {
     targets.push({
       key: "pglite",
       label: TARGET_LABELS.pglite,
-      start: async (port, extra) => {
+      start: async (port, extra, heldFd) => {
         await (registered ??= registerMachines(dir, fleet));
-        return ServerProcess.bmaas(TARGET_LABELS.pglite, dir, certsDir, `127.0.0.1:${port}`, extra);
+        return ServerProcess.bmaas(TARGET_LABELS.pglite, dir, certsDir, `127.0.0.1:${port}`, extra, heldFd);
       },
     });
   }
@@ -1185,9 +1219,9 @@ async function main(): Promise<void> {
     targets.push({
       key: "postgres",
       label: TARGET_LABELS.postgres,
-      start: async (port, extra) => {
+      start: async (port, extra, heldFd) => {
         const u = await (url ??= createPostgresDatabase().then(async (u) => (await registerMachines(u, fleet), u)));
-        return ServerProcess.bmaas(TARGET_LABELS.postgres, u, certsDir, `127.0.0.1:${port}`, extra);
+        return ServerProcess.bmaas(TARGET_LABELS.postgres, u, certsDir, `127.0.0.1:${port}`, extra, heldFd);
       },
     });
   }
@@ -1218,12 +1252,12 @@ async function main(): Promise<void> {
     }
     if (wantFleet) {
       const reconnect = S.scenarios.has("reconnect");
-      r.fleet = await attempt(reconnect ? "fleet + reconnect" : "fleet", () => runFleet(target, (port) => target.start(port, []), S.rate, steady, reconnect));
+      r.fleet = await attempt(reconnect ? "fleet + reconnect" : "fleet", () => runFleet(target, (port, heldFd) => target.start(port, [], heldFd), S.rate, steady, reconnect));
       if (r.fleet && ceilingTarget && target !== ceilingTarget) {
         // Connecting and reconnecting are bound by TLS on a machine whose
         // speed drifts: the ceiling does both again right after, for the ratio.
         r.fleetCeilingBeside = await attempt("fleet: the ceiling again, beside it", () =>
-          runFleet(ceilingTarget, (port) => ceilingTarget.start(port, []), S.rate, 5, reconnect),
+          runFleet(ceilingTarget, (port, heldFd) => ceilingTarget.start(port, [], heldFd), S.rate, 5, reconnect),
         );
       }
     }

@@ -1,0 +1,94 @@
+import * as grpc from "@grpc/grpc-js";
+import { closeSync, openSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { describe, expect, it } from "vitest";
+import { loadNativeAddon } from "../lib/native-addon.js";
+import { testBackends } from "../test/helpers/databases.js";
+import { acceptQueues, deepestAcceptQueue } from "../test/helpers/accept-queues.js";
+import { codeOf, newAgent, startServerOn, startTestServer } from "../test/helpers/server.js";
+import { agentSocket, inheritedSockets } from "./inherited-sockets.js";
+
+interface SocketAddon {
+  open(host: string, port: number, probe: boolean): { fd: number; port: number };
+  dup(fd: number): number;
+}
+
+describe("inherited sockets (systemd socket activation)", () => {
+  it("reads LISTEN_FDS from fd 3 on, by LISTEN_FDNAMES, and removes the variables", () => {
+    const env: NodeJS.ProcessEnv = { LISTEN_PID: "42", LISTEN_FDS: "2", LISTEN_FDNAMES: "metrics:agent", OTHER: "kept" };
+    const { sockets, problem } = inheritedSockets(env, 42);
+    expect(problem).toBeUndefined();
+    expect([...sockets]).toEqual([
+      ["metrics", 3],
+      ["agent", 4],
+    ]);
+    expect(agentSocket(sockets)).toBe(4);
+    expect(env).toEqual({ OTHER: "kept" });
+  });
+
+  it("takes one socket for the agents whatever its name, and none meant for another process", () => {
+    expect(agentSocket(inheritedSockets({ LISTEN_PID: "7", LISTEN_FDS: "1", LISTEN_FDNAMES: "bmaas-agent.socket" }, 7).sockets)).toBe(3);
+    expect(agentSocket(inheritedSockets({ LISTEN_FDS: "1" }, 7).sockets)).toBe(3);
+    expect(inheritedSockets({ LISTEN_PID: "8", LISTEN_FDS: "1" }, 7).sockets.size).toBe(0);
+    expect(inheritedSockets({}, 7).sockets.size).toBe(0);
+    // Two sockets, neither named "agent": none is the agents'.
+    expect(agentSocket(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "a:b" }, 7).sockets)).toBeUndefined();
+  });
+
+  it("says what is wrong with malformed variables", () => {
+    expect(inheritedSockets({ LISTEN_FDS: "two" }, 7).problem).toMatch(/LISTEN_FDS=two/);
+    expect(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "agent" }, 7).problem).toMatch(/names 1 sockets, LISTEN_FDS says 2/);
+    expect(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "agent:agent" }, 7).problem).toMatch(/two sockets "agent"/);
+  });
+
+  it("serves agents on a held socket, and hands connections made while no server runs to the next one", async () => {
+    const { addon, error } = loadNativeAddon<SocketAddon>("reuseport_listen");
+    expect(error).toBeUndefined();
+    // The test holds the socket as systemd would; each server gets its own copy and closes it when it stops.
+    expect(() => addon!.dup(-1)).toThrow(/EINVAL/);
+    const notSocket = openSync("/dev/null", "r");
+    expect(() => addon!.dup(notSocket)).toThrow(/ENOTSOCK/);
+    closeSync(notSocket);
+    const held = addon!.open("127.0.0.1", 0, true);
+    const address = `127.0.0.1:${held.port}`;
+    const t = await startTestServer(testBackends()[0]!, { agentSocketFd: addon!.dup(held.fd) });
+    let next: Awaited<ReturnType<typeof startServerOn>> | undefined;
+    let firstStopped = false;
+    try {
+      expect(t.server.publicAddress).toBe(address);
+      expect(acceptQueues(held.port)).toEqual([deepestAcceptQueue()]);
+      const [early, late] = await Promise.all([newAgent(address, t.pki), newAgent(address, t.pki)]);
+      const machines = await Promise.all(
+        [early, late].map(async (a) => {
+          const { machineId } = await t.operator.createMachine({});
+          await t.operator.registerAgent({ machineId, publicKey: a.publicKey });
+          return machineId;
+        }),
+      );
+      expect(await codeOf(early.client.heartbeat({ machineId: machines[0]! }))).toBe(grpc.status.OK);
+
+      t.operator.close();
+      await t.server.stop();
+      firstStopped = true;
+      // No server now: a connection is queued by the kernel, not refused.
+      const connecting = await new Promise<string>((resolve) => {
+        const s = netConnect({ host: "127.0.0.1", port: held.port });
+        s.once("connect", () => (s.destroy(), resolve("connected"))).once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+      });
+      expect(connecting).toBe("connected");
+      // An agent that calls now waits for its connection and is served by the next server.
+      const waiting = codeOf(late.client.heartbeat({ machineId: machines[1]! }, { deadline: Date.now() + 20_000 }));
+      await new Promise((r) => setTimeout(r, 300));
+      next = await startServerOn(t.bmdb, t.pki, { agentSocketFd: addon!.dup(held.fd) });
+      expect(await waiting).toBe(grpc.status.OK);
+      expect(next.publicAddress).toBe(address);
+      early.client.close();
+      late.client.close();
+    } finally {
+      await next?.stop();
+      if (firstStopped) await t.bmdb.close().then(() => t.db.drop());
+      else await t.stop();
+      closeSync(held.fd);
+    }
+  });
+});
