@@ -245,8 +245,10 @@ export const ServerConfig = {
       );
   },
 
-  /** Checks the flags and loads the certificates; throws a one-line reason. */
-  /** The server's options from its flags, and from env the sockets a supervisor passed (whose variables it removes). */
+  /**
+   * Checks the flags and loads the certificates; takes from env the sockets a
+   * supervisor passed (removing its variables); throws a one-line reason.
+   */
   async resolve(flags: ServerFlags, env: NodeJS.ProcessEnv = process.env): Promise<ServerConfigValues> {
     parseListenAddress(flags.publicListen);
     parseListenAddress(flags.internalListen);

@@ -41,7 +41,7 @@ describe("inherited sockets (systemd socket activation)", () => {
     expect(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "agent:agent" }, 7).problem).toMatch(/two sockets "agent"/);
   });
 
-  it("serves agents on a held socket, and hands connections made while no server runs to the next one", async () => {
+  it("serves agents on a held socket, and hands connections made while no server runs to the next one (on two threads)", async () => {
     const { addon, error } = loadNativeAddon<SocketAddon>("reuseport_listen");
     expect(error).toBeUndefined();
     // The test holds the socket as systemd would; each server gets its own copy and closes it when it stops.
@@ -79,7 +79,9 @@ describe("inherited sockets (systemd socket activation)", () => {
       // An agent that calls now waits for its connection and is served by the next server.
       const waiting = codeOf(late.client.heartbeat({ machineId: machines[1]! }, { deadline: Date.now() + 20_000 }));
       await new Promise((r) => setTimeout(r, 300));
-      next = await startServerOn(t.bmdb, t.pki, { agentSocketFd: addon!.dup(held.fd) });
+      // The next server on two threads: both accept from the one inherited socket.
+      next = await startServerOn(t.bmdb, t.pki, { agentSocketFd: addon!.dup(held.fd), agentThreads: 2 });
+      expect(next.agentConnectionsByThread).toHaveLength(2);
       expect(await waiting).toBe(grpc.status.OK);
       expect(next.publicAddress).toBe(address);
       early.client.close();
