@@ -15,9 +15,9 @@ export const AGENT_SOCKET_NAME = "agent";
 
 /**
  * The sockets passed to this process, by name, and what was wrong with the
- * variables if anything. The variables are removed from env, as
- * sd_listen_fds(1) does, so that no child process (a worker thread's
- * process.env is a copy) takes them for its own.
+ * variables if anything. The variables are removed from env (as
+ * sd_listen_fds(3) does with unset_environment), so that no child process
+ * or worker thread (whose process.env is a copy) takes them for its own.
  */
 export function inheritedSockets(env: NodeJS.ProcessEnv = process.env, pid = process.pid): { sockets: Map<string, number>; problem?: string } {
   const sockets = new Map<string, number>();
