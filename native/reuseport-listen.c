@@ -148,7 +148,10 @@ static napi_value dup_socket(napi_env env, napi_callback_info info) {
   if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return fail(env, "EINVAL", "want dup(fd: number)");
   int type = 0;
   socklen_t len = sizeof type;
-  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return fail(env, errno == EBADF ? "EBADF" : "ENOTSOCK", strerror(errno));
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
+    int e = errno;
+    return fail(env, e == EBADF ? "EBADF" : e == ENOTSOCK ? "ENOTSOCK" : "errno", strerror(e));
+  }
   if (type != SOCK_STREAM) return fail(env, "EINVAL", "not a stream socket");
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (copy < 0) return fail(env, "errno", strerror(errno));

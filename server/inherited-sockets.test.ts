@@ -1,10 +1,15 @@
 import * as grpc from "@grpc/grpc-js";
-import { closeSync, openSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { connect as netConnect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { loadNativeAddon } from "../lib/native-addon.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { acceptQueues, deepestAcceptQueue } from "../test/helpers/accept-queues.js";
+import { commandLine, ROOT } from "../test/helpers/process.js";
 import { codeOf, newAgent, startServerOn, startTestServer } from "../test/helpers/server.js";
 import { agentSocket, inheritedSockets } from "./inherited-sockets.js";
 
@@ -28,17 +33,20 @@ describe("inherited sockets (systemd socket activation)", () => {
 
   it("takes one socket for the agents whatever its name, and none meant for another process", () => {
     expect(agentSocket(inheritedSockets({ LISTEN_PID: "7", LISTEN_FDS: "1", LISTEN_FDNAMES: "bmaas-agent.socket" }, 7).sockets)).toBe(3);
-    expect(agentSocket(inheritedSockets({ LISTEN_FDS: "1" }, 7).sockets)).toBe(3);
+    expect(agentSocket(inheritedSockets({ LISTEN_PID: "7", LISTEN_FDS: "1" }, 7).sockets)).toBe(3);
+    // Without LISTEN_PID, or another process's: not ours.
+    expect(inheritedSockets({ LISTEN_FDS: "1" }, 7).sockets.size).toBe(0);
     expect(inheritedSockets({ LISTEN_PID: "8", LISTEN_FDS: "1" }, 7).sockets.size).toBe(0);
     expect(inheritedSockets({}, 7).sockets.size).toBe(0);
     // Two sockets, neither named "agent": none is the agents'.
-    expect(agentSocket(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "a:b" }, 7).sockets)).toBeUndefined();
+    expect(agentSocket(inheritedSockets({ LISTEN_PID: "7", LISTEN_FDS: "2", LISTEN_FDNAMES: "a:b" }, 7).sockets)).toBeUndefined();
   });
 
   it("says what is wrong with malformed variables", () => {
-    expect(inheritedSockets({ LISTEN_FDS: "two" }, 7).problem).toMatch(/LISTEN_FDS=two/);
-    expect(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "agent" }, 7).problem).toMatch(/names 1 sockets, LISTEN_FDS says 2/);
-    expect(inheritedSockets({ LISTEN_FDS: "2", LISTEN_FDNAMES: "agent:agent" }, 7).problem).toMatch(/two sockets "agent"/);
+    const ours = { LISTEN_PID: "7" };
+    expect(inheritedSockets({ ...ours, LISTEN_FDS: "two" }, 7).problem).toMatch(/LISTEN_FDS=two/);
+    expect(inheritedSockets({ ...ours, LISTEN_FDS: "2", LISTEN_FDNAMES: "agent" }, 7).problem).toMatch(/names 1 sockets, LISTEN_FDS says 2/);
+    expect(inheritedSockets({ ...ours, LISTEN_FDS: "2", LISTEN_FDNAMES: "agent:agent" }, 7).problem).toMatch(/two sockets "agent"/);
   });
 
   it("serves agents on a held socket, and hands connections made while no server runs to the next one (on two threads)", async () => {
@@ -91,6 +99,32 @@ describe("inherited sockets (systemd socket activation)", () => {
       if (firstStopped) await t.bmdb.close().then(() => t.db.drop());
       else await t.stop();
       closeSync(held.fd);
+    }
+  });
+
+  it("bmaas-server started as systemd would (the socket as fd 3, LISTEN_PID its own) listens on that socket", async () => {
+    const { addon } = loadNativeAddon<SocketAddon>("reuseport_listen");
+    const held = addon!.open("127.0.0.1", 0, true);
+    const dir = mkdtempSync(join(tmpdir(), "bmaas-activation-"));
+    const [node, args] = commandLine("bmaas-server", ["--dev-certs", dir, "--database-url", "memory://", "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0"]);
+    const proc = spawn("bash", ["-c", 'export LISTEN_PID=$$; exec "$@"', "bash", node, ...args], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe", held.fd],
+      env: { ...process.env, LISTEN_FDS: "1", LISTEN_FDNAMES: "agent" },
+    });
+    try {
+      const open = await new Promise<{ public?: string; inheritedFd?: number }>((resolve, reject) => {
+        proc.once("exit", (code) => reject(new Error(`bmaas-server exited with ${code}`)));
+        createInterface({ input: proc.stdout! }).on("line", (line) => {
+          const log = line.startsWith("{") ? (JSON.parse(line) as { msg?: string; public?: string; inheritedFd?: number }) : {};
+          if (log.msg === "agent listener open") resolve(log);
+        });
+      });
+      expect(open).toMatchObject({ public: `127.0.0.1:${held.port}`, inheritedFd: 3 });
+    } finally {
+      proc.kill("SIGKILL");
+      closeSync(held.fd);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -25,9 +25,10 @@ export function inheritedSockets(env: NodeJS.ProcessEnv = process.env, pid = pro
   delete env.LISTEN_PID;
   delete env.LISTEN_FDS;
   delete env.LISTEN_FDNAMES;
-  if (listenFds === undefined) return { sockets };
-  // Meant for another process (a parent that passed its environment on).
-  if (listenPid !== undefined && listenPid !== String(pid)) return { sockets };
+  // Only sockets meant for this process, as sd_listen_fds(3): without LISTEN_PID
+  // (a stray LISTEN_FDS) or with another pid (a parent that passed its
+  // environment on), descriptor 3 is not ours to listen on.
+  if (listenFds === undefined || listenPid !== String(pid)) return { sockets };
   const count = Number(listenFds);
   if (!/^\d+$/.test(listenFds) || count > 64) return { sockets, problem: `LISTEN_FDS=${listenFds} is not a count of sockets` };
   const named = names === undefined ? [] : names.split(":");

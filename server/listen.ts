@@ -48,7 +48,9 @@ export function startListening<S extends Server>(server: S, address: ListenAddre
     const onError = (err: NodeJS.ErrnoException) => {
       const reason =
         err.code === "EADDRINUSE" ? "address already in use" : err.code === "EACCES" ? "permission denied" : err.message;
-      reject(new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`));
+      // A socket given by fd was bound elsewhere (./reuseport.ts) or inherited, whatever address says.
+      const where = fd === undefined ? `${address.host || "*"}:${address.port}` : `descriptor ${fd}`;
+      reject(new Error(`cannot listen for ${what} on ${where}: ${reason}`));
     };
     server.once("error", onError);
     // A deep accept queue: after a restart a whole fleet reconnects at once,

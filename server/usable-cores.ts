@@ -8,7 +8,9 @@ import { availableParallelism } from "node:os";
 // otherwise size itself for 32 (four agent listener threads, each a V8 heap,
 // on two cores' worth of time). The quota is the cgroup's: v2's cpu.max
 // ("200000 100000": 2 cores; "max 100000": none), or v1's cpu.cfs_quota_us
-// over cpu.cfs_period_us (-1: none), read in the process's own cgroup.
+// over cpu.cfs_period_us (-1: none), read in the process's own cgroup only:
+// a quota set on a parent (a systemd slice's CPUQuota=) is not seen; in a
+// container, the container's own cgroup is what carries it.
 
 /** Cores a quota allows (rounded up: 1.5 cores' worth runs on 2), undefined when unlimited or unreadable. */
 export function quotaCores(quotaUs: number, periodUs: number): number | undefined {

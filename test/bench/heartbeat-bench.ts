@@ -126,10 +126,10 @@ if (!S.scenarios.has("large")) S.large = false;
 
 // Node flags for every server process: bmaas-server's own (its shebang's, the
 // ceiling gets them too), then BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const NODE_ARGS = [...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean)];
+
 // Socket activation's variables for a server given the held socket as fd 3 (LISTEN_PID: set by spawnWithFds).
 const HELD_SOCKET_ENV = { LISTEN_FDS: "1", LISTEN_FDNAMES: "agent" };
-
-const NODE_ARGS = [...SERVER_NODE_FLAGS, ...(process.env.BENCH_NODE_ARGS ?? "").split(/\s+/).filter(Boolean)];
 
 const REPO = resolve(import.meta.dirname, "../../..");
 const DIST = resolve(import.meta.dirname, "../..");

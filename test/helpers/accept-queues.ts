@@ -15,7 +15,11 @@ export function acceptQueues(port: number): number[] {
     .map((l) => Number(l.trim().split(/\s+/)[2]));
 }
 
-/** The deepest accept queue a listener can have here: what it asks for, capped at net.core.somaxconn. */
+/**
+ * The deepest accept queue a listener can have here: what it asks for,
+ * capped at net.core.somaxconn. Where somaxconn is 511 or less, Node's
+ * default (511) reaches it too, and a test of the backlog proves nothing.
+ */
 export function deepestAcceptQueue(asked = 65535): number {
   return Math.min(asked, Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8").trim()));
 }
