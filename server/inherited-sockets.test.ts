@@ -6,16 +6,18 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { connect as netConnect } from "node:net";
 import { describe, expect, it } from "vitest";
-import { loadNativeAddon } from "../lib/native-addon.js";
 import { testBackends } from "../test/helpers/databases.js";
 import { acceptQueues, deepestAcceptQueue } from "../test/helpers/accept-queues.js";
 import { commandLine, ROOT } from "../test/helpers/process.js";
 import { codeOf, newAgent, startServerOn, startTestServer } from "../test/helpers/server.js";
 import { agentSocket, inheritedSockets } from "./inherited-sockets.js";
+import { copySocket, openSharedPort } from "./reuseport.js";
 
-interface SocketAddon {
-  open(host: string, port: number, probe: boolean): { fd: number; port: number };
-  dup(fd: number): number;
+/** A bound loopback socket, as systemd holds one: each server gets its own copy and closes it when it stops. */
+function heldSocket(): { fd: number; port: number } {
+  const { fds, port, error } = openSharedPort({ host: "127.0.0.1", port: 0 }, 1, "a held socket");
+  expect(error).toBeUndefined();
+  return { fd: fds![0]!, port: port! };
 }
 
 describe("inherited sockets (systemd socket activation)", () => {
@@ -50,16 +52,13 @@ describe("inherited sockets (systemd socket activation)", () => {
   });
 
   it("serves agents on a held socket, and hands connections made while no server runs to the next one (on two threads)", async () => {
-    const { addon, error } = loadNativeAddon<SocketAddon>("reuseport_listen");
-    expect(error).toBeUndefined();
-    // The test holds the socket as systemd would; each server gets its own copy and closes it when it stops.
-    expect(() => addon!.dup(-1)).toThrow(/EINVAL/);
+    expect(() => copySocket(-1)).toThrow(/EINVAL/);
     const notSocket = openSync("/dev/null", "r");
-    expect(() => addon!.dup(notSocket)).toThrow(/ENOTSOCK/);
+    expect(() => copySocket(notSocket)).toThrow(/ENOTSOCK/);
     closeSync(notSocket);
-    const held = addon!.open("127.0.0.1", 0, true);
+    const held = heldSocket();
     const address = `127.0.0.1:${held.port}`;
-    const t = await startTestServer(testBackends()[0]!, { agentSocketFd: addon!.dup(held.fd) });
+    const t = await startTestServer(testBackends()[0]!, { agentSocketFd: copySocket(held.fd) });
     let next: Awaited<ReturnType<typeof startServerOn>> | undefined;
     let firstStopped = false;
     try {
@@ -88,7 +87,7 @@ describe("inherited sockets (systemd socket activation)", () => {
       const waiting = codeOf(late.client.heartbeat({ machineId: machines[1]! }, { deadline: Date.now() + 20_000 }));
       await new Promise((r) => setTimeout(r, 300));
       // The next server on two threads: both accept from the one inherited socket.
-      next = await startServerOn(t.bmdb, t.pki, { agentSocketFd: addon!.dup(held.fd), agentThreads: 2 });
+      next = await startServerOn(t.bmdb, t.pki, { agentSocketFd: copySocket(held.fd), agentThreads: 2 });
       expect(next.agentConnectionsByThread).toHaveLength(2);
       expect(await waiting).toBe(grpc.status.OK);
       expect(next.publicAddress).toBe(address);
@@ -103,8 +102,7 @@ describe("inherited sockets (systemd socket activation)", () => {
   });
 
   it("bmaas-server started as systemd would (the socket as fd 3, LISTEN_PID its own) listens on that socket", async () => {
-    const { addon } = loadNativeAddon<SocketAddon>("reuseport_listen");
-    const held = addon!.open("127.0.0.1", 0, true);
+    const held = heldSocket();
     const dir = mkdtempSync(join(tmpdir(), "bmaas-activation-"));
     const [node, args] = commandLine("bmaas-server", ["--dev-certs", dir, "--database-url", "memory://", "--public-listen", "127.0.0.1:0", "--internal-listen", "127.0.0.1:0"]);
     const proc = spawn("bash", ["-c", 'export LISTEN_PID=$$; exec "$@"', "bash", node, ...args], {

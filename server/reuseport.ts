@@ -28,15 +28,17 @@ export function closeUnused(fds: readonly number[]): void {
   }
 }
 
+const reusePortAddon = () => loadNativeAddon<ReusePortAddon>("reuseport_listen");
+
 /**
  * `count` sockets bound to one port (address.port, or one the kernel picks
- * for the first), as file descriptors for net.Server.listen({ fd }); or why
- * they cannot be had (the addon was not built). Throws "cannot listen for
- * <what> on host:port: <reason>" as ./listen.ts does, also when anybody
- * listens on the port already.
+ * for the first), as file descriptors for net.Server.listen({ fd }), and
+ * that port; or why they cannot be had (the addon was not built). Throws
+ * "cannot listen for <what> on host:port: <reason>" as ./listen.ts does,
+ * also when anybody listens on the port already.
  */
-export function openSharedPort(address: ListenAddress, count: number, what: string): { fds?: number[]; error?: string } {
-  const { addon, error } = loadNativeAddon<ReusePortAddon>("reuseport_listen");
+export function openSharedPort(address: ListenAddress, count: number, what: string): { fds?: number[]; port?: number; error?: string } {
+  const { addon, error } = reusePortAddon();
   if (!addon) return { error: error! };
   const fds: number[] = [];
   let port = address.port;
@@ -53,7 +55,14 @@ export function openSharedPort(address: ListenAddress, count: number, what: stri
     const reason = e.code === "EADDRINUSE" ? "address already in use" : e.code === "EACCES" ? "permission denied" : e.message.replace(/^[^:]*: /, "");
     throw new Error(`cannot listen for ${what} on ${address.host || "*"}:${address.port}: ${reason}`);
   }
-  return { fds };
+  return { fds, port };
+}
+
+/** A new descriptor (close-on-exec) of the stream socket fd; throws when the addon was not built or fd is not one. */
+export function copySocket(fd: number): number {
+  const { addon, error } = reusePortAddon();
+  if (!addon) throw new Error(error);
+  return addon.dup(fd);
 }
 
 /**
@@ -63,11 +72,11 @@ export function openSharedPort(address: ListenAddress, count: number, what: stri
  */
 export function shareInheritedSocket(fd: number, count: number): { fds?: number[]; error?: string } {
   if (count <= 1) return { fds: [fd] };
-  const { addon, error } = loadNativeAddon<ReusePortAddon>("reuseport_listen");
-  if (!addon) return { error: error! };
+  const { error } = reusePortAddon();
+  if (error) return { error };
   const copies: number[] = [];
   try {
-    for (let i = 1; i < count; i++) copies.push(addon.dup(fd));
+    for (let i = 1; i < count; i++) copies.push(copySocket(fd));
   } catch (err) {
     closeUnused(copies);
     throw new Error(`cannot use the inherited agent socket (fd ${fd}): ${(err as Error).message.replace(/^[^:]*: /, "")}`);

@@ -54,12 +54,8 @@ function read(file: string): string | undefined {
  */
 export function cgroupQuotaCores(root = "/sys/fs/cgroup", self = read("/proc/self/cgroup") ?? ""): number | undefined {
   const { v2, v1Cpu } = cgroupPaths(self);
-  const first = <T>(...candidates: (() => T | undefined)[]) => candidates.reduce<T | undefined>((found, c) => found ?? c(), undefined);
   if (v2 !== undefined) {
-    const quota = first(
-      () => read(`${root}${v2}/cpu.max`),
-      () => read(`${root}/cpu.max`),
-    );
+    const quota = read(`${root}${v2}/cpu.max`) ?? read(`${root}/cpu.max`);
     if (quota !== undefined) return cpuMaxCores(quota);
   }
   if (v1Cpu !== undefined) {

@@ -75,7 +75,7 @@ import { databaseForTests } from "../../bmdb/bmdb.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
-import { loadNativeAddon } from "../../lib/native-addon.js";
+import { openSharedPort } from "../../server/reuseport.js";
 import { insertFillerAgents, insertFleetAgents, settleBulkLoad } from "./populate-fleet.js";
 
 process.noDeprecation = true;
@@ -472,7 +472,10 @@ class ServerProcess {
       ...extra,
       ...S.serverArgs,
     ];
-    const child = heldFd === undefined ? spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe"]) : spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe", heldFd], { ...process.env, ...HELD_SOCKET_ENV });
+    const child = spawnWithFds(nofile, process.execPath, args, ["ignore", "pipe", "pipe", ...(heldFd === undefined ? [] : [heldFd])], {
+      ...process.env,
+      ...(heldFd !== undefined && HELD_SOCKET_ENV),
+    });
     const p = new ServerProcess(child, label);
     const listening = new Promise<void>((r) => {
       createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -793,9 +796,9 @@ async function runFleet(
 
 /** A socket bound to a free loopback port, not listening: the first server's listen() opens it, and it stays open in the bench between servers. */
 function holdAgentSocket(): { fd: number; port: number } {
-  const { addon, error } = loadNativeAddon<{ open(host: string, port: number, probe: boolean): { fd: number; port: number } }>("reuseport_listen");
-  if (!addon) throw new Error(`BENCH_HOLD_SOCKET needs the reuseport addon: ${error}`);
-  return addon.open("127.0.0.1", 0, true);
+  const { fds, port, error } = openSharedPort({ host: "127.0.0.1", port: 0 }, 1, "the held agent socket");
+  if (!fds) throw new Error(`BENCH_HOLD_SOCKET needs the reuseport addon: ${error}`);
+  return { fd: fds[0]!, port: port! };
 }
 
 async function runFleetOn(
