@@ -72,6 +72,7 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { databaseForTests } from "../../bmdb/bmdb.js";
+import { DiskProbe, syncPercentiles } from "./disk-probe.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
@@ -265,6 +266,11 @@ interface Loadgen {
 }
 
 let loadgenBinary = "";
+/** The disk's own sync latency through the whole run (./disk-probe.ts). */
+let disk: DiskProbe | undefined;
+/** A sync slower than this is a stall worth naming beside the phase's figures. */
+const DISK_STALL_MS = 50;
+const DISK_PROBE_TEXT = "fdatasync of 4 KiB every 20 ms in the bench's directory";
 let agentsFile = "";
 let nofile = 0;
 
@@ -924,7 +930,38 @@ function stalledSeconds(p: Phase): string {
   const stalled = s.map((x, i) => ({ i, ...x })).filter((x) => x.p99 > 100);
   return stalled.length === 0
     ? `no second with a p99 over 100 ms`
-    : `${stalled.length} of ${s.length} seconds with a p99 over 100 ms (${stalled.map((x) => `s${x.i} ${ms(x.p99)}`).join(", ")})`;
+    : `${stalled.length} of ${s.length} seconds with a p99 over 100 ms (${stalled.map((x) => `s${x.i} ${ms(x.p99)}${diskStallNear(p, x.i)}`).join(", ")})`;
+}
+
+/**
+ * " (disk sync 396 ms)" when the probe's slowest sync that started in second
+ * i of the phase or the one before took over 50 ms: calls end in the second
+ * after a stall that began late in its own.
+ */
+function diskStallNear(p: Phase, i: number): string {
+  const slowest = disk?.slowestIn(p.start_unix_ms + (i - 1) * 1000, p.start_unix_ms + (i + 1) * 1000);
+  return slowest !== undefined && slowest > DISK_STALL_MS ? ` (disk sync ${ms(slowest)} ms)` : "";
+}
+
+/** The probe's syncs over 50 ms that started during the phase, and its slowest sync then (undefined: no probe or no sync). */
+function diskDuring(p: Phase): { stalls: number; slowest: number } | undefined {
+  const from = p.start_unix_ms;
+  const to = from + p.seconds * 1000;
+  const slowest = disk?.slowestIn(from, to);
+  return slowest === undefined ? undefined : { stalls: disk!.slowerThan(DISK_STALL_MS, from, to).length, slowest };
+}
+
+/** "3 (396)": syncs over 50 ms during the phase (the slowest, ms). */
+function diskCell(p: Phase): string {
+  const d = diskDuring(p);
+  return d ? `${fmt(d.stalls)} (${ms(d.slowest)})` : "–";
+}
+
+/** "disk: 2 syncs over 50 ms, slowest 396 ms" (see ./disk-probe.ts). */
+function diskText(p: Phase): string {
+  const d = diskDuring(p);
+  if (!d) return "";
+  return d.stalls === 0 ? `disk: no sync over ${DISK_STALL_MS} ms (slowest ${ms(d.slowest)} ms)` : `disk: ${fmt(d.stalls)} syncs over ${DISK_STALL_MS} ms, slowest ${ms(d.slowest)} ms`;
 }
 
 function codes(p: Phase | undefined, withOk = false): string {
@@ -976,7 +1013,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       ms(b.run.latency_ok_ms.p99),
       ms(b.run.latency_ok_ms.max),
       codes(b.run),
-      notes(`connect ${fmt(b.out.connect.all_served_s, 1)} s`, `RSS max ${mib(b.rssMax)}`, txText(b.counters)),
+      notes(`connect ${fmt(b.out.connect.all_served_s, 1)} s`, `RSS max ${mib(b.rssMax)}`, diskText(b.run), txText(b.counters)),
     ]);
   };
   const fleetRows = (label: string, f: FleetResult, rate: number, refConnect: number | undefined) => {
@@ -1008,6 +1045,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       notes(
         `RSS steady max ${mib(f.rssSteadyMax)}, peak ${mib(f.hwm)}`,
         stalledSeconds(f.steady),
+        diskText(f.steady),
         f.steady.latency_failed_ms.count ? `failed calls p99 ${ms(f.steady.latency_failed_ms.p99)} ms` : "",
         f.steady.pushback ? `pushback ${fmt(f.steady.pushback)}` : "",
         txText(f.counters),
@@ -1053,6 +1091,8 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
         `with pushback ${fmt(o.pushback)}`,
         `connect ${r.overload.out.connect.failed_for_good ? `${fmt(r.overload.out.connect.failed_for_good)} failed for good` : `${fmt(r.overload.out.connect.all_served_s, 1)} s`}`,
         `RSS steady max ${mib(r.overload.rssSteadyMax)}`,
+        stalledSeconds(o),
+        diskText(o),
         txText(r.overload.counters),
       ),
     ]);
@@ -1080,6 +1120,7 @@ function printSummary(results: TargetResults[]): void {
   const steadyS = results.find((r) => r.fleet)?.fleet?.steady.seconds ?? S.steadySeconds;
   const fl = `${fmt(S.fleet)} agents, ${fmt(S.rate)}/s, ${fmt(steadyS)} s`;
   row(fl, "p50 / p99 ms", (r) => (r.fleet ? `${ms(r.fleet.steady.latency_ok_ms.p50)} / ${ms(r.fleet.steady.latency_ok_ms.p99)}` : "–"), "p99 < 50 ms");
+  row(fl, "disk syncs over 50 ms meanwhile (slowest ms)", (r) => (r.fleet ? diskCell(r.fleet.steady) : "–"), "");
   row(fl, "OK/s; errors", (r) => (r.fleet ? `${fmt(r.fleet.steady.ok_per_s)}; ${codes(r.fleet.steady)}` : "–"), "0 errors");
   row(fl, "server RSS steady max (peak)", (r) => (r.fleet ? `${mib(r.fleet.rssSteadyMax)} (${mib(r.fleet.hwm)})` : "–"), "< 1 GiB");
   // The ceiling's connect and storm times are what TLS, HTTP/2 and the load
@@ -1168,6 +1209,10 @@ async function main(): Promise<void> {
 
   const work = mkdtempSync(join(tmpdir(), "bmaas-bench-"));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+  // Beside PGlite's directory (the bench's), on the disk the commits wait for.
+  const probe = await DiskProbe.start(join(work, "disk-probe"));
+  disk = probe;
+  cleanups.push(() => probe.stop());
   log("building the load generator (Go, GOPATH mode)");
   loadgenBinary = buildLoadgen(work);
   agentsFile = join(work, "agents.txt");
@@ -1284,9 +1329,16 @@ async function main(): Promise<void> {
     printTarget(r, ceilingResults);
   }
   printSummary(results);
+  const syncs = syncPercentiles(probe.syncs);
+  const stalls = probe.slowerThan(DISK_STALL_MS);
+  out(
+    `\ndisk (${DISK_PROBE_TEXT}, the whole run): ${fmt(syncs.count)} syncs, p50 ${ms(syncs.p50)} ms, p99 ${ms(syncs.p99)} ms, max ${ms(syncs.max)} ms; ` +
+      `${fmt(stalls.length)} over ${DISK_STALL_MS} ms`,
+  );
   if (results.some((r) => r.errors.length)) process.exitCode = 1;
   if (S.json) {
-    writeFileSync(S.json, JSON.stringify({ settings: { ...S, only: [...S.only], scenarios: [...S.scenarios] }, results }, null, 2));
+    const diskFigures = { probe: DISK_PROBE_TEXT, ...syncs, over20ms: probe.slowerThan(20) };
+    writeFileSync(S.json, JSON.stringify({ settings: { ...S, only: [...S.only], scenarios: [...S.scenarios] }, results, disk: diskFigures }, null, 2));
     out(`\nraw figures: ${S.json}`);
   }
 }
