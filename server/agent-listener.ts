@@ -5,7 +5,8 @@ import type { EnrollmentCa } from "./enrollment-ca.js";
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, connectionOf, type AgentConnection, type ConnectionCounts, type ConnectionLimits } from "./agent-connections.js";
 import { localAgentCall, type AgentCall, type AgentCallConnection } from "./agent-call.js";
 import { checkRequestHeaders, Code, parseGrpcTimeout, sendStatus, WireStatus } from "./grpc-wire.js";
-import { listen, stopListening, type ListenAddress } from "./listen.js";
+import { listenWithHandles } from "./accept-sockets.js";
+import type { ListenAddress } from "./listen.js";
 
 // The public (agent) listener. Agents are untrusted and authenticate with a
 // self-signed certificate, so TLS requests a client certificate without
@@ -196,16 +197,19 @@ export async function listenForAgents(options: AgentListenerOptions): Promise<Ag
     options.counts,
   );
   // Paused: the gate reads a connection only once it may start its handshake.
-  const server = await listen(options.address, "agents", gate.accept, { pauseOnConnect: true, ...(options.fd !== undefined && { fd: options.fd }) });
+  // Several handles, so that a busy thread still accepts a storm (./accept-sockets.ts).
+  const accepting = await listenWithHandles(options.address, options.fd, "agents", gate.accept);
+  if (accepting.fallbackReason) logger.info({ reason: accepting.fallbackReason }, "agent listener accepts through one handle");
+  const { server } = accepting;
   // The kernel's own cap, in case the gate's bookkeeping is ever behind.
-  server.maxConnections = limits.maxConnections + limits.maxHandshakes;
+  for (const s of accepting.servers) s.maxConnections = limits.maxConnections + limits.maxHandshakes;
 
   return {
     server,
     counts: gate.counts,
     async close(graceMs: number) {
       clearInterval(sweep);
-      const stopped = stopListening(server);
+      const stopped = accepting.close();
       // GOAWAY to every session: no new calls, those in flight finish.
       for (const session of sessions.keys()) session.close();
       // Done once no call is left in flight (or the grace is over), not once

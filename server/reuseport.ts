@@ -74,12 +74,21 @@ export function shareInheritedSocket(fd: number, count: number): { fds?: number[
   if (count <= 1) return { fds: [fd] };
   const { error } = reusePortAddon();
   if (error) return { error };
+  try {
+    return { fds: socketWithCopies(fd, count) };
+  } catch (err) {
+    throw new Error(`cannot use the inherited agent socket (fd ${fd}): ${(err as Error).message.replace(/^[^:]*: /, "")}`);
+  }
+}
+
+/** fd, then count - 1 copies of it; throws (closing the copies made) when one cannot be made. */
+export function socketWithCopies(fd: number, count: number): number[] {
   const copies: number[] = [];
   try {
     for (let i = 1; i < count; i++) copies.push(copySocket(fd));
   } catch (err) {
     closeUnused(copies);
-    throw new Error(`cannot use the inherited agent socket (fd ${fd}): ${(err as Error).message.replace(/^[^:]*: /, "")}`);
+    throw err;
   }
-  return { fds: [fd, ...copies] };
+  return [fd, ...copies];
 }
