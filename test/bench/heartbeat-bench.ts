@@ -72,11 +72,11 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import pg from "pg";
 import { databaseForTests } from "../../bmdb/bmdb.js";
-import { DiskProbe, syncPercentiles } from "./disk-probe.js";
 import { openBmdb } from "../../bmdb/index.js";
 import { SERVER_NODE_FLAGS } from "../../cmd/server-node-flags.js";
 import { loadOrCreateDevCerts } from "../../lib/certs.js";
 import { openSharedPort } from "../../server/reuseport.js";
+import { DiskProbe, syncPercentiles } from "./disk-probe.js";
 import { insertFillerAgents, insertFleetAgents, settleBulkLoad } from "./populate-fleet.js";
 
 process.noDeprecation = true;
@@ -270,7 +270,8 @@ let loadgenBinary = "";
 let disk: DiskProbe | undefined;
 /** A sync slower than this is a stall worth naming beside the phase's figures. */
 const DISK_STALL_MS = 50;
-const DISK_PROBE_TEXT = "fdatasync of 4 KiB every 20 ms in the bench's directory";
+const DISK_PROBE_PERIOD_MS = 20;
+const DISK_PROBE_TEXT = `fdatasync of 4 KiB every ${DISK_PROBE_PERIOD_MS} ms in the bench's directory`;
 let agentsFile = "";
 let nofile = 0;
 
@@ -1210,7 +1211,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "bmaas-bench-"));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
   // Beside PGlite's directory (the bench's), on the disk the commits wait for.
-  const probe = await DiskProbe.start(join(work, "disk-probe"));
+  const probe = await DiskProbe.start(join(work, "disk-probe"), DISK_PROBE_PERIOD_MS);
   disk = probe;
   cleanups.push(() => probe.stop());
   log("building the load generator (Go, GOPATH mode)");
