@@ -2,11 +2,13 @@ import { closeSync } from "node:fs";
 import { loadNativeAddon } from "../lib/native-addon.js";
 import type { ListenAddress } from "./listen.js";
 
-// Sockets that share one port (SO_REUSEPORT), one per agent listener thread
-// (native/reuseport-listen.c): the kernel spreads new connections over them
-// by address and port, so each thread's TLS handshakes run on a core of
-// their own. Each is bound, not listening: net.Server.listen({ fd }) opens
-// it, on the thread that will accept its connections.
+// Sockets that share one port (SO_REUSEPORT, native/reuseport-listen.c):
+// one per agent listener thread, so that each thread's TLS handshakes run on
+// a core of their own, and several per thread, so that a busy thread still
+// accepts a storm (./accept-sockets.ts). The kernel spreads new connections
+// over them by address and port. Each is bound, not listening:
+// net.Server.listen({ fd }) opens it, on the thread that will accept its
+// connections. Copies of a descriptor (dup) share its socket and its queue.
 
 interface ReusePortAddon {
   open(host: string, port: number, probe: boolean): { fd: number; port: number };
