@@ -40,54 +40,55 @@ async function mostAcceptedInOneTurn(listening: AcceptSockets, accepted: Socket[
   return { perTurn, all: accepted.length };
 }
 
+/** Listens (on fd, or a group for LOOPBACK) with `handles` handles, runs body, then closes every connection and handle; the port. */
+async function withListener(
+  fd: number | undefined,
+  handles: number,
+  body: (listening: AcceptSockets, port: number, accepted: Socket[]) => Promise<void>,
+): Promise<number> {
+  const accepted: Socket[] = [];
+  const listening = await listenWithHandles(LOOPBACK, fd, "test", (s) => accepted.push(s.on("error", () => {})), handles);
+  const port = (listening.server.address() as { port: number }).port;
+  try {
+    await body(listening, port, accepted);
+  } finally {
+    for (const s of accepted) s.destroy();
+    await listening.close();
+  }
+  return port;
+}
+
 describe("listenWithHandles", () => {
   it("binds a SO_REUSEPORT group of its handles, each with the full queue, and takes a burst many connections a turn", async () => {
-    const accepted: Socket[] = [];
-    const listening = await listenWithHandles(LOOPBACK, undefined, "test", (s) => accepted.push(s.on("error", () => {})));
-    try {
-      const port = (listening.server.address() as { port: number }).port;
+    await withListener(undefined, ACCEPT_HANDLES, async (listening, port, accepted) => {
       expect(listening.handles).toBe(ACCEPT_HANDLES);
       expect(acceptQueues(port)).toEqual(Array.from({ length: ACCEPT_HANDLES }, () => deepestAcceptQueue()));
       const { perTurn, all } = await mostAcceptedInOneTurn(listening, accepted);
       // One handle takes one a turn; the kernel spreads 100 over 16 queues, each giving one.
       expect(perTurn).toBeGreaterThanOrEqual(8);
       expect(all).toBe(BURST);
-    } finally {
-      for (const s of accepted) s.destroy();
-      await listening.close();
-    }
+    });
   });
 
   it("takes a given socket with copies of it: one queue, as many handles", async () => {
     const { fds } = openSharedPort(LOOPBACK, 1, "test");
-    const accepted: Socket[] = [];
-    const listening = await listenWithHandles(LOOPBACK, fds![0], "test", (s) => accepted.push(s.on("error", () => {})));
-    const port = (listening.server.address() as { port: number }).port;
-    try {
+    const port = await withListener(fds![0], ACCEPT_HANDLES, async (listening, port, accepted) => {
       expect(listening.handles).toBe(ACCEPT_HANDLES);
       expect(acceptQueues(port)).toEqual([deepestAcceptQueue()]);
       const { perTurn, all } = await mostAcceptedInOneTurn(listening, accepted);
       expect(perTurn).toBeGreaterThanOrEqual(8);
       expect(all).toBe(BURST);
-    } finally {
-      for (const s of accepted) s.destroy();
-      await listening.close();
-    }
+    });
     // Every copy is closed: nothing listens on the port any more.
     const refused = await new Promise<string>((resolve) => connect(port, "127.0.0.1").once("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "")).once("connect", () => resolve("connected")));
     expect(refused).toBe("ECONNREFUSED");
   });
 
   it("with one handle, a turn takes one connection of the burst (why there are several)", async () => {
-    const accepted: Socket[] = [];
-    const listening = await listenWithHandles(LOOPBACK, undefined, "test", (s) => accepted.push(s.on("error", () => {})), 1);
-    try {
+    await withListener(undefined, 1, async (listening, _port, accepted) => {
       const { perTurn, all } = await mostAcceptedInOneTurn(listening, accepted);
       expect(perTurn).toBe(1);
       expect(all).toBe(BURST);
-    } finally {
-      for (const s of accepted) s.destroy();
-      await listening.close();
-    }
+    });
   });
 });
