@@ -119,4 +119,31 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
     expect(third.map((r) => r.outcome)).toEqual(["key_conflict", "key_set"]);
     expect((await bmdb.heartbeat({ machineId: first[0]!.machineId, publicKey: k1 })).authenticated).toBe(true);
   });
+  it("forgets pending requests whose agent stopped asking, never rejected ones, and frees their places", async () => {
+    const id = await bmdb.createMachine();
+    const [quiet, asking, refused, extra, fourth] = Array.from({ length: 5 }, () => randomBytes(32));
+    await bmdb.heartbeatBatch([quiet, asking, refused].map((publicKey) => ({ machineId: id, publicKey })));
+    await bmdb.rejectAgent(id, keyFingerprint(refused), "test", null);
+    expect(await bmdb.heartbeatBatch([{ machineId: id, publicKey: extra }])).toEqual([{ authenticated: false, refusal: "pending_new" }]);
+    // The machine is at its bound of 3 pending keys: a fourth is not recorded.
+    expect(await bmdb.heartbeatBatch([{ machineId: id, publicKey: fourth }])).toEqual([{ authenticated: false, refusal: "machine_full" }]);
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    await databaseForTests(bmdb)
+      .updateTable("machine_agent_request")
+      .set({ last_seen_at: twoHoursAgo })
+      .where("machine_id", "=", id)
+      .where("key_fingerprint", "in", [keyFingerprint(quiet), keyFingerprint(refused)])
+      .execute();
+
+    const expired = await bmdb.expirePending(3_600_000);
+    expect(expired.filter((e) => e.machineId === id)).toEqual([{ machineId: id, keyFingerprint: keyFingerprint(quiet), lastSeenAt: twoHoursAgo }]);
+    const listed = async (state: "pending" | "rejected") => (await bmdb.listAgentRequests({ machineId: id, state }, 10)).requests.map((r) => r.keyFingerprint).sort();
+    expect(await listed("pending")).toEqual([keyFingerprint(asking), keyFingerprint(extra)].sort());
+    expect(await listed("rejected")).toEqual([keyFingerprint(refused)]);
+    const [event] = (await bmdb.getHistory(id, 1)).events;
+    expect(event).toMatchObject({ event: "agent_pending_expired", details: { keyFingerprint: keyFingerprint(quiet), lastSeenAt: twoHoursAgo.toISOString(), attempts: 1 } });
+    // Nothing more to expire, and the freed place takes a new key.
+    expect((await bmdb.expirePending(3_600_000)).filter((e) => e.machineId === id)).toEqual([]);
+    expect(await bmdb.heartbeatBatch([{ machineId: id, publicKey: fourth }])).toEqual([{ authenticated: false, refusal: "pending_new" }]);
+  });
 });

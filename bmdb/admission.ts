@@ -4,7 +4,7 @@ import { BmdbError, MachineNotFoundError } from "./errors.js";
 import { EVENTS_CHANNEL } from "./events.js";
 import { keyFingerprint } from "../lib/fingerprint.js";
 import { hardwareMatch, storedReport, type HardwareMatch } from "./hardware-match.js";
-import { recordEvent } from "./history.js";
+import { recordEvent, recordEvents } from "./history.js";
 import { newEventId } from "./private/event-id.js";
 import type { TxContext } from "./private/tx-context.js";
 import { hex } from "./private/hex.js";
@@ -251,4 +251,53 @@ export async function admitByEnrollment(ctx: TxContext, machineId: string, publi
   if (rejected) return false;
   await admitKey(ctx, machineId, publicKey, { state: "accepted", by: `enrollment CA ${ca}`, event: "agent_accepted", details: { via: "enrollment_ca", ca } });
   return true;
+}
+
+/** A pending request that expired: its agent stopped asking. */
+export interface ExpiredRequest {
+  machineId: string;
+  keyFingerprint: string;
+  lastSeenAt: Date;
+}
+
+/**
+ * Forgets up to `limit` pending requests whose agent has not asked since
+ * `before` (oldest first), recording "agent_pending_expired" for each. Without
+ * it an abandoned request (a machine reinstalled once more, a key that was
+ * only tried) held its place under the bounds for good: once
+ * maxPendingTotal abandoned keys had piled up, no new key was recorded until
+ * an operator cleared them. An agent still asking keeps its request fresh
+ * (every refused heartbeat refreshes last_seen_at), and one that comes back
+ * later is recorded again as new. Rejected keys stay: a rejection is an
+ * operator's decision.
+ */
+export async function expirePending(ctx: TxContext, before: Date, limit: number): Promise<ExpiredRequest[]> {
+  const rows = await ctx.trx
+    .deleteFrom("machine_agent_request")
+    // The subquery picks them; the transaction is SERIALIZABLE, so a heartbeat
+    // refreshing one of them meanwhile makes this one retry.
+    .where(({ eb, refTuple, selectFrom }) =>
+      eb(
+        refTuple("machine_id", "agent_public_key"),
+        "in",
+        selectFrom("machine_agent_request")
+          .select(["machine_id", "agent_public_key"])
+          .where("state", "=", "pending")
+          .where("last_seen_at", "<", before)
+          .orderBy("last_seen_at")
+          .limit(limit)
+          .$asTuple("machine_id", "agent_public_key"),
+      ),
+    )
+    .returning(["machine_id", "key_fingerprint", "last_seen_at", "attempts"])
+    .execute();
+  await recordEvents(
+    ctx,
+    rows.map((r) => ({
+      machineId: r.machine_id,
+      event: "agent_pending_expired" as const,
+      details: { keyFingerprint: r.key_fingerprint, lastSeenAt: r.last_seen_at.toISOString(), attempts: Number(r.attempts) },
+    })),
+  );
+  return rows.map((r) => ({ machineId: r.machine_id, keyFingerprint: r.key_fingerprint, lastSeenAt: r.last_seen_at }));
 }

@@ -19,7 +19,7 @@
 //   events.ts          event kinds, NOTIFY payloads, the subscriber hub
 //   open.ts            opening PostgreSQL or PGlite, migrations, the breaker
 import type { Kysely } from "kysely";
-import { acceptAgent, DEFAULT_ADMISSION_BOUNDS, rejectAgent, type AdmissionBounds } from "./admission.js";
+import { acceptAgent, DEFAULT_ADMISSION_BOUNDS, expirePending, rejectAgent, type AdmissionBounds, type ExpiredRequest } from "./admission.js";
 import { listRequests, type RequestCursor, type RequestFilter } from "./agent-requests.js";
 import { registerAgent, revokeAgent, heartbeat, type HeartbeatInput, type HeartbeatResult } from "./agents.js";
 import type { Database } from "./database.js";
@@ -211,6 +211,19 @@ export class Bmdb {
       const chunk = await this.#transact("sweepStale", (ctx) => sweepStale(ctx, SWEEP_CHUNK));
       swept.push(...chunk);
       if (chunk.length < SWEEP_CHUNK) return swept;
+    }
+  }
+
+  /**
+   * Forgets pending admission requests whose agent has not asked for maxAgeMs
+   * (admission.ts); returns them. In transactions of SWEEP_CHUNK, as the sweep.
+   */
+  async expirePending(maxAgeMs: number): Promise<ExpiredRequest[]> {
+    const expired: ExpiredRequest[] = [];
+    for (;;) {
+      const chunk = await this.#transact("expirePending", (ctx) => expirePending(ctx, new Date(ctx.now.getTime() - maxAgeMs), SWEEP_CHUNK));
+      expired.push(...chunk);
+      if (chunk.length < SWEEP_CHUNK) return expired;
     }
   }
 

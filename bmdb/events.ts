@@ -13,6 +13,7 @@ export type MachineEventKind =
   | "agent_pending"
   | "agent_accepted"
   | "agent_rejected"
+  | "agent_pending_expired"
   | "machine_imported"
   | "first_heartbeat"
   | "heartbeat_stale"

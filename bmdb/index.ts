@@ -21,7 +21,7 @@ export {
   DEFAULT_ADMISSION_BOUNDS,
   REFUSALS,
 } from "./admission.js";
-export type { AdmissionBounds, Refusal } from "./admission.js";
+export type { AdmissionBounds, ExpiredRequest, Refusal } from "./admission.js";
 export type { AdmissionCounts, AgentRequestView, RequestCursor, RequestFilter } from "./agent-requests.js";
 export type { AdmissionState } from "./database.js";
 export type { HardwareMatch } from "./hardware-match.js";

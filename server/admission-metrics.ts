@@ -6,12 +6,14 @@ export type Decision = { decision: "accepted" | "rejected" | "preauthorized"; vi
 /**
  * Admission metrics: why heartbeats were refused (unknown_machine,
  * pending_new, pending, rejected, machine_full, total_full, raced), the
- * decisions taken, and the requests waiting (refreshed with the fleet gauges).
+ * decisions taken, the requests waiting (refreshed with the fleet gauges) and
+ * those that expired.
  */
 export class AdmissionMetrics {
   readonly #refusals: Counter<"reason">;
   readonly #decisions: Counter<"decision" | "via">;
   readonly #requests: Gauge<"state">;
+  readonly #expired: Counter;
 
   constructor(registry: Registry) {
     this.#refusals = new Counter({
@@ -32,6 +34,11 @@ export class AdmissionMetrics {
       labelNames: ["state"],
       registers: [registry],
     });
+    this.#expired = new Counter({
+      name: "bmaas_admission_pending_expired_total",
+      help: "Pending admission requests forgotten because their agent stopped asking (--admission-pending-expiry).",
+      registers: [registry],
+    });
   }
 
   refused(reason: Refusal): void {
@@ -40,6 +47,10 @@ export class AdmissionMetrics {
 
   decided(d: Decision, n = 1): void {
     if (n > 0) this.#decisions.inc(d, n);
+  }
+
+  expired(n: number): void {
+    if (n > 0) this.#expired.inc(n);
   }
 
   requests(c: AdmissionCounts): void {

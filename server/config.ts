@@ -9,7 +9,7 @@ import { AGENT_SOCKET_NAME, agentSocket, inheritedSockets } from "./inherited-so
 import type { Ed25519Decoder } from "./ed25519-key-decode.js";
 import { parseEnrollmentCas } from "./enrollment-ca.js";
 import { parseListenAddress } from "./listen.js";
-import type { ServerOptions } from "./server.js";
+import { DEFAULT_PENDING_EXPIRY_MS, type ServerOptions } from "./server.js";
 
 /** Flags of the server itself (the database's are bmdb's own). */
 export interface ServerFlags {
@@ -28,6 +28,7 @@ export interface ServerFlags {
   webListen: string;
   fleetStatsRefresh: number;
   staleSweepInterval: number;
+  admissionPendingExpiry: number;
   memoryTrimInterval: number;
   watchMaxQueued: number;
   agentMaxRequestBytes: number;
@@ -135,6 +136,12 @@ export const ServerConfig = {
           .env("BMAAS_STALE_SWEEP_INTERVAL")
           .argParser(seconds)
           .default(30),
+      )
+      .addOption(
+        new Option("--admission-pending-expiry <seconds>", "a pending admission request whose agent has not asked for this long is forgotten (0: never)")
+          .env("BMAAS_ADMISSION_PENDING_EXPIRY")
+          .argParser(seconds)
+          .default(DEFAULT_PENDING_EXPIRY_MS / 1000),
       )
       .addOption(
         new Option("--memory-trim-interval <seconds>", "how often memory freed inside the process is given back to the OS (glibc malloc_trim; 0: never)")
@@ -267,6 +274,7 @@ export const ServerConfig = {
       ...(flags.webListen && { webListenAddress: flags.webListen }),
       fleetStatsRefreshMs: Math.max(1, flags.fleetStatsRefresh) * 1000,
       staleSweepIntervalMs: flags.staleSweepInterval * 1000,
+      admissionPendingExpiryMs: flags.admissionPendingExpiry * 1000,
       memoryTrimIntervalMs: flags.memoryTrimInterval * 1000,
       watchMaxQueued: Math.max(1, flags.watchMaxQueued),
       agentMaxRequestBytes: flags.agentMaxRequestBytes,

@@ -25,6 +25,9 @@ import { listenForMetrics } from "./metrics-listener.js";
 import { statusMapper } from "./rpc-error.js";
 import { startWebView, type WebView } from "./web/web-view.js";
 
+/** How long a pending admission request lives without its agent asking again: 7 days. */
+export const DEFAULT_PENDING_EXPIRY_MS = 7 * 24 * 3_600_000;
+
 export interface ServerOptions {
   /** Agent listener, e.g. ":8080". */
   publicListenAddress: string;
@@ -63,6 +66,8 @@ export interface ServerOptions {
   fleetStatsRefreshMs?: number;
   /** How often machines that stopped heartbeating are looked for (0: never). */
   staleSweepIntervalMs?: number;
+  /** Pending admission requests whose agent has not asked for this long are forgotten (0: never). Default 7 days. */
+  admissionPendingExpiryMs?: number;
   /** How often freed memory is given back to the OS (0: never; memory-trim.ts). Default 10 s. */
   memoryTrimIntervalMs?: number;
   /** Events a watcher may fall behind before it is dropped. */
@@ -323,6 +328,28 @@ export class BmaasServer {
                 (err: unknown) => logger.warn({ err: (err as Error).message }, "stale sweep failed"),
               ),
             { firstDelayMs: bmdb.thresholds.heartbeatFreshMs },
+          ),
+        );
+      }
+
+      const expiryMs = options.admissionPendingExpiryMs ?? DEFAULT_PENDING_EXPIRY_MS;
+      if (expiryMs > 0) {
+        // Looked for a hundred times per expiry age (at most hourly, at most
+        // every second): a request outlives its age by 1% at most. The scan is
+        // of admission requests only, which are bounded. The first look waits
+        // one period: after an outage, agents still asking refresh their
+        // requests with their next heartbeat.
+        const everyMs = Math.min(3_600_000, Math.max(1000, expiryMs / 100));
+        jobs.push(
+          startBackgroundJob(everyMs, () =>
+            bmdb.expirePending(expiryMs).then(
+              (expired) => {
+                metrics.admission.expired(expired.length);
+                if (expired.length) logger.info({ expired: expired.length }, "pending admission requests expired");
+              },
+              (err: unknown) => logger.warn({ err: (err as Error).message }, "expiring pending admission requests failed"),
+            ),
+            { firstDelayMs: everyMs },
           ),
         );
       }

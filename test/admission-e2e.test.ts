@@ -9,7 +9,7 @@ import { createClient } from "../lib/grpc-adapter.js";
 import { parseEnrollmentCas } from "../server/enrollment-ca.js";
 import { testBackends } from "./helpers/databases.js";
 import { createIntermediate, createTestCa, issueAgentCert, type AgentCert, type TestCa } from "./helpers/enrollment-pki.js";
-import { codeOf, errorOf, newAgent, startTestServer } from "./helpers/server.js";
+import { codeOf, errorOf, newAgent, startTestServer, testClock } from "./helpers/server.js";
 
 // Every admission path end to end: real TLS, real gRPC, real databases.
 
@@ -194,5 +194,33 @@ describe.each(testBackends())("admission end to end on $name", (backend) => {
     expect(await codeOf(k.client.heartbeat({ machineId: first.results[0]!.machineId }))).toBe(grpc.status.OK);
     const m = (await t.operator.getMachine({ machineId: first.results[0]!.machineId })).machine!;
     expect(m.agentStarted).toMatchObject({ admission: AdmissionState.PREAUTHORIZED, admittedBy: "import by CN=operator" });
+  });
+});
+
+describe.each(testBackends())("pending requests expire on $name", (backend) => {
+  it("the server forgets a request whose agent stopped asking, and says so in the machine's history", async () => {
+    const clock = testClock(new Date());
+    const t = await startTestServer(backend, { admissionPendingExpiryMs: 60_000 }, { clock: clock.now });
+    const a = await newAgent(t.server.publicAddress, t.pki);
+    try {
+      const { machineId } = await t.operator.createMachine({});
+      const pending = async () => (await t.operator.listAgentRequests({ machineId, state: AdmissionState.PENDING })).requests.map((r) => r.keyFingerprint);
+      expect((await errorOf(a.client.heartbeat({ machineId }))).code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(await pending()).toEqual([keyFingerprint(a.publicKey)]);
+      // The job looks every second (a hundredth of the age); within the age the request stays.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await pending()).toEqual([keyFingerprint(a.publicKey)]);
+
+      clock.advance(61_000);
+      await expect.poll(pending, { timeout: 10_000, interval: 200 }).toEqual([]);
+      const [latest] = (await t.operator.getMachineHistory({ machineId })).events;
+      expect(latest?.kind).toBe("agent_pending_expired");
+      expect(JSON.parse(latest!.detailsJson)).toMatchObject({ keyFingerprint: keyFingerprint(a.publicKey), attempts: 1 });
+      const expired = await t.server.metrics.registry.getSingleMetric("bmaas_admission_pending_expired_total")!.get();
+      expect(expired.values[0]?.value).toBe(1);
+    } finally {
+      a.client.close();
+      await t.stop();
+    }
   });
 });

@@ -69,8 +69,9 @@ export function startServerOn(bmdb: Bmdb, pki: Pki, overrides: Partial<ServerOpt
     operatorCa: pki.ca.cert,
     maxRequestBytes: 4 * 1024 * 1024,
     shutdownGraceMs: 2_000,
-    // Tests sweep and refresh explicitly, on their own clock.
+    // Tests sweep, expire and refresh explicitly, on their own clock.
     staleSweepIntervalMs: 0,
+    admissionPendingExpiryMs: 0,
     bmdb,
     logger: quietLogger,
     ...overrides,

@@ -753,7 +753,7 @@ export type MachineEvent = Message<"bmaas.operator.v1.MachineEvent"> & {
   /**
    * machine_created, machine_deleted, provider_updated, agent_registered,
    * agent_revoked, agent_pending, agent_accepted, agent_rejected,
-   * machine_imported, first_heartbeat, heartbeat_stale, heartbeat_resumed,
+   * agent_pending_expired, machine_imported, first_heartbeat, heartbeat_stale, heartbeat_resumed,
    * hardware_report_changed, installation_requested, installation_reported.
    *
    * @generated from field: string kind = 4;
