@@ -121,7 +121,7 @@ describe.each(testBackends())("admission in bmdb on $name", (backend) => {
   });
   it("forgets pending requests whose agent stopped asking, never rejected ones, and frees their places", async () => {
     const id = await bmdb.createMachine();
-    const [quiet, asking, refused, extra, fourth] = Array.from({ length: 5 }, () => randomBytes(32));
+    const [quiet, asking, refused, extra, fourth] = [randomBytes(32), randomBytes(32), randomBytes(32), randomBytes(32), randomBytes(32)];
     await bmdb.heartbeatBatch([quiet, asking, refused].map((publicKey) => ({ machineId: id, publicKey })));
     await bmdb.rejectAgent(id, keyFingerprint(refused), "test", null);
     expect(await bmdb.heartbeatBatch([{ machineId: id, publicKey: extra }])).toEqual([{ authenticated: false, refusal: "pending_new" }]);
