@@ -92,8 +92,11 @@ describe("agent listener under hostile peers", () => {
     sessions.forEach((s) => s.destroy());
     expect(replies.map((r) => r.code)).toEqual(Array(20).fill(UNAUTHENTICATED));
     expect(ms).toBeLessThan(5_000);
-    // The server shares this process: 20 × 4 MiB = 80 MiB were offered; far less may stay.
-    expect(after.rss - before.rss).toBeLessThan(48 * 1024 * 1024);
+    // The server shares this process with the 20 clients and their garbage:
+    // the process grew by 35-56 MiB in runs (the most with CI's other test
+    // files alongside), and buffering the 80 MiB offered would take that much
+    // more on its own. (A 48 MiB bound failed once in CI at 56 MiB.)
+    expect(after.rss - before.rss).toBeLessThan(72 * 1024 * 1024);
   });
 
   it("refuses an authenticated peer's oversized request from its length prefix (RESOURCE_EXHAUSTED)", async () => {
