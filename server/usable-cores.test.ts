@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { cgroupPaths, cgroupQuotaCores, cpuMaxCores, quotaCores, usableCores } from "./usable-cores.js";
+import { ancestry, cgroupPaths, cgroupQuotaCores, cpuMaxCores, quotaCores, usableCores } from "./usable-cores.js";
 
 describe("usable cores", () => {
   const roots: string[] = [];
@@ -42,6 +42,24 @@ describe("usable cores", () => {
     expect(cgroupQuotaCores(container, "0::/kubepods/pod1/c1\n")).toBe(2);
     const unlimited = fakeCgroupFs({ "cpu.max": "max 100000\n" });
     expect(cgroupQuotaCores(unlimited, "0::/\n")).toBeUndefined();
+  });
+
+  it("caps by the tightest quota of the cgroup's ancestors (a systemd slice's CPUQuota=)", () => {
+    expect(ancestry("/system.slice/bmaas.service")).toEqual(["/system.slice/bmaas.service", "/system.slice", ""]);
+    expect(ancestry("/")).toEqual([""]);
+    const slice = fakeCgroupFs({ "bmaas.slice/cpu.max": "200000 100000\n", "bmaas.slice/bmaas.service/cpu.max": "max 100000\n", "cpu.max": "max 100000\n" });
+    expect(cgroupQuotaCores(slice, "0::/bmaas.slice/bmaas.service\n")).toBe(2);
+    const both = fakeCgroupFs({ "bmaas.slice/cpu.max": "200000 100000\n", "bmaas.slice/bmaas.service/cpu.max": "400000 100000\n" });
+    expect(cgroupQuotaCores(both, "0::/bmaas.slice/bmaas.service\n")).toBe(2);
+    const tighterInside = fakeCgroupFs({ "bmaas.slice/cpu.max": "800000 100000\n", "bmaas.slice/bmaas.service/cpu.max": "100000 100000\n" });
+    expect(cgroupQuotaCores(tighterInside, "0::/bmaas.slice/bmaas.service\n")).toBe(1);
+    const v1 = fakeCgroupFs({
+      "cpu/docker/cpu.cfs_quota_us": "300000\n",
+      "cpu/docker/cpu.cfs_period_us": "100000\n",
+      "cpu/docker/abc/cpu.cfs_quota_us": "-1\n",
+      "cpu/docker/abc/cpu.cfs_period_us": "100000\n",
+    });
+    expect(cgroupQuotaCores(v1, "4:cpu,cpuacct:/docker/abc\n")).toBe(3);
   });
 
   it("caps by a v1 quota, -1 being none", () => {

@@ -8,9 +8,10 @@ import { availableParallelism } from "node:os";
 // otherwise size itself for 32 (four agent listener threads, each a V8 heap,
 // on two cores' worth of time). The quota is the cgroup's: v2's cpu.max
 // ("200000 100000": 2 cores; "max 100000": none), or v1's cpu.cfs_quota_us
-// over cpu.cfs_period_us (-1: none), read in the process's own cgroup only:
-// a quota set on a parent (a systemd slice's CPUQuota=) is not seen; in a
-// container, the container's own cgroup is what carries it.
+// over cpu.cfs_period_us (-1: none). A quota on any ancestor caps the cgroups
+// under it (a systemd slice's CPUQuota= caps every service in the slice), so
+// the tightest one on the way from the process's cgroup to the root counts;
+// in a container, the container's own cgroup is the mount's root.
 
 /** Cores a quota allows (rounded up: 1.5 cores' worth runs on 2), undefined when unlimited or unreadable. */
 export function quotaCores(quotaUs: number, periodUs: number): number | undefined {
@@ -38,6 +39,20 @@ export function cgroupPaths(text: string): { v2?: string; v1Cpu?: string } {
   return paths;
 }
 
+/** A cgroup and its ancestors, deepest first: "/a/b" → ["/a/b", "/a", ""] (the last is the mount's root). */
+export function ancestry(path: string): string[] {
+  const parts = path.split("/").filter(Boolean);
+  return [...parts.map((_, i) => `/${parts.slice(0, parts.length - i).join("/")}`), ""];
+}
+
+/** The smallest of the quotas found (undefined: all unlimited); null when no quota file was found at all. */
+function tightest(found: readonly (number | undefined | null)[]): number | undefined | null {
+  const files = found.filter((q) => q !== null);
+  if (files.length === 0) return null;
+  const limits = files.filter((q): q is number => q !== undefined);
+  return limits.length > 0 ? Math.min(...limits) : undefined;
+}
+
 function read(file: string): string | undefined {
   try {
     return readFileSync(file, "utf8");
@@ -47,22 +62,33 @@ function read(file: string): string | undefined {
 }
 
 /**
- * The CPU quota of this process's cgroup, in cores (undefined: none or not
- * readable). Inside a container the cgroup file system is mounted at the
- * container's own cgroup, so the path from /proc/self/cgroup may not exist
- * under the mount: then the mount's root is the cgroup.
+ * The tightest CPU quota of this process's cgroup and its ancestors, in cores
+ * (undefined: none or not readable). Inside a container the cgroup file
+ * system is mounted at the container's own cgroup, so the path from
+ * /proc/self/cgroup may not exist under the mount: the mount's root, the last
+ * ancestor looked at, is then the container's cgroup.
  */
 export function cgroupQuotaCores(root = "/sys/fs/cgroup", self = read("/proc/self/cgroup") ?? ""): number | undefined {
   const { v2, v1Cpu } = cgroupPaths(self);
   if (v2 !== undefined) {
-    const quota = read(`${root}${v2}/cpu.max`) ?? read(`${root}/cpu.max`);
-    if (quota !== undefined) return cpuMaxCores(quota);
+    const found = tightest(
+      ancestry(v2).map((dir) => {
+        const quota = read(`${root}${dir}/cpu.max`);
+        return quota === undefined ? null : cpuMaxCores(quota);
+      }),
+    );
+    if (found !== null) return found;
   }
   if (v1Cpu !== undefined) {
-    for (const dir of [`${root}/cpu${v1Cpu}`, `${root}/cpu`, `${root}/cpu,cpuacct${v1Cpu}`, `${root}/cpu,cpuacct`]) {
-      const quota = read(`${dir}/cpu.cfs_quota_us`);
-      const period = read(`${dir}/cpu.cfs_period_us`);
-      if (quota !== undefined && period !== undefined) return quotaCores(Number(quota), Number(period));
+    for (const mount of [`${root}/cpu`, `${root}/cpu,cpuacct`]) {
+      const found = tightest(
+        ancestry(v1Cpu).map((dir) => {
+          const quota = read(`${mount}${dir}/cpu.cfs_quota_us`);
+          const period = read(`${mount}${dir}/cpu.cfs_period_us`);
+          return quota === undefined || period === undefined ? null : quotaCores(Number(quota), Number(period));
+        }),
+      );
+      if (found !== null) return found;
     }
   }
   return undefined;
