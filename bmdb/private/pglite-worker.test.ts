@@ -192,6 +192,31 @@ describe("PGlite on disk", () => {
     await bmdb.close();
   });
 
+  it("makes a new cluster in a worker of its own, so a first start does not keep initdb's memory", async () => {
+    const fresh = join(dir, "first-start");
+    const script = [
+      `import { openBmdb, preparePGliteDir } from ${JSON.stringify(join(ROOT, "bmdb", "open.ts"))};`,
+      `const b = await openBmdb(${JSON.stringify(fresh)});`,
+      `await b.createMachine();`,
+      `console.log(JSON.stringify({ rssMiB: process.memoryUsage().rss / 1048576, again: await preparePGliteDir(${JSON.stringify(fresh)}) }));`,
+      `await b.close();`,
+    ].join("\n");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: ROOT });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    child.stderr.on("data", (d) => (out += d));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => child.kill("SIGKILL"), 60_000);
+      child.on("close", () => (clearTimeout(t), resolve()));
+    });
+    const line = out.split("\n").find((l) => l.startsWith("{"));
+    expect(line, out).toBeDefined();
+    const { rssMiB, again } = JSON.parse(line!) as { rssMiB: number; again: boolean };
+    // Measured: 422 MiB so, 819 MiB when initdb's instance went on serving.
+    expect(rssMiB).toBeLessThan(600);
+    expect(again).toBe(false);
+  });
+
   it("close ends the worker, and so does a failed open: a process that used the database exits by itself", async () => {
     const bad = join(dir, "not-a-cluster");
     mkdirSync(join(bad, "base"), { recursive: true });
