@@ -205,25 +205,25 @@ export class Bmdb {
    * thousands go stale at once, and one transaction for all of them would
    * hold PGlite's only connection (every heartbeat batch) for seconds.
    */
-  async sweepStale(): Promise<string[]> {
-    const swept: string[] = [];
-    for (;;) {
-      const chunk = await this.#transact("sweepStale", (ctx) => sweepStale(ctx, SWEEP_CHUNK));
-      swept.push(...chunk);
-      if (chunk.length < SWEEP_CHUNK) return swept;
-    }
+  sweepStale(): Promise<string[]> {
+    return this.#inChunks("sweepStale", (ctx) => sweepStale(ctx, SWEEP_CHUNK));
   }
 
   /**
    * Forgets pending admission requests whose agent has not asked for maxAgeMs
    * (admission.ts); returns them. In transactions of SWEEP_CHUNK, as the sweep.
    */
-  async expirePending(maxAgeMs: number): Promise<ExpiredRequest[]> {
-    const expired: ExpiredRequest[] = [];
+  expirePending(maxAgeMs: number): Promise<ExpiredRequest[]> {
+    return this.#inChunks("expirePending", (ctx) => expirePending(ctx, new Date(ctx.now.getTime() - maxAgeMs), SWEEP_CHUNK));
+  }
+
+  /** Runs a chunk of SWEEP_CHUNK rows per transaction until one comes back short; all the rows. */
+  async #inChunks<T>(name: string, chunk: (ctx: TxContext) => Promise<T[]>): Promise<T[]> {
+    const all: T[] = [];
     for (;;) {
-      const chunk = await this.#transact("expirePending", (ctx) => expirePending(ctx, new Date(ctx.now.getTime() - maxAgeMs), SWEEP_CHUNK));
-      expired.push(...chunk);
-      if (chunk.length < SWEEP_CHUNK) return expired;
+      const rows = await this.#transact(name, chunk);
+      all.push(...rows);
+      if (rows.length < SWEEP_CHUNK) return all;
     }
   }
 

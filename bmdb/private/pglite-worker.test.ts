@@ -16,6 +16,20 @@ import { transact } from "./transact.js";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
+/** Runs an ES module script in a child node (TypeScript via tsx); its output (stdout and stderr) and exit code. */
+async function runScript(lines: string[]): Promise<{ out: string; code: number | null }> {
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", lines.join("\n")], { cwd: ROOT });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  const code = await new Promise<number | null>((resolve) => {
+    // A process that does not exit is killed, and its code (null) fails the test within vitest's timeout.
+    const t = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    child.on("close", (c) => (clearTimeout(t), resolve(c)));
+  });
+  return { out, code };
+}
+
 /** Runs work while a 10 ms interval ticks; returns how long it took and the longest gap between ticks. */
 async function ticking(work: () => Promise<unknown>): Promise<{ ms: number; maxGap: number; ticks: number }> {
   let last = performance.now();
@@ -194,21 +208,13 @@ describe("PGlite on disk", () => {
 
   it("makes a new cluster in a worker of its own, so a first start does not keep initdb's memory", async () => {
     const fresh = join(dir, "first-start");
-    const script = [
+    const { out } = await runScript([
       `import { openBmdb, preparePGliteDir } from ${JSON.stringify(join(ROOT, "bmdb", "open.ts"))};`,
       `const b = await openBmdb(${JSON.stringify(fresh)});`,
       `await b.createMachine();`,
       `console.log(JSON.stringify({ rssMiB: process.memoryUsage().rss / 1048576, again: await preparePGliteDir(${JSON.stringify(fresh)}) }));`,
       `await b.close();`,
-    ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: ROOT });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => child.kill("SIGKILL"), 60_000);
-      child.on("close", () => (clearTimeout(t), resolve()));
-    });
+    ]);
     const line = out.split("\n").find((l) => l.startsWith("{"));
     expect(line, out).toBeDefined();
     const { rssMiB, again } = JSON.parse(line!) as { rssMiB: number; again: boolean };
@@ -221,22 +227,14 @@ describe("PGlite on disk", () => {
     const bad = join(dir, "not-a-cluster");
     mkdirSync(join(bad, "base"), { recursive: true });
     writeFileSync(join(bad, "PG_VERSION"), "99\n");
-    const script = [
+    const { out, code } = await runScript([
       `import { openBmdb } from ${JSON.stringify(join(ROOT, "bmdb", "index.ts"))};`,
       `await openBmdb(${JSON.stringify(bad)}).then(() => console.log("opened a bad directory"), (e) => console.log("refused: " + e.name));`,
       `const b = await openBmdb(${JSON.stringify(join(dir, "exit-db"))});`,
       `await b.createMachine();`,
       `await b.close();`,
       `console.log("closed");`,
-    ].join("\n");
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: ROOT });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    const code = await new Promise<number | null>((resolve) => {
-      const t = setTimeout(() => child.kill("SIGKILL"), 30_000);
-      child.on("close", (c) => (clearTimeout(t), resolve(c)));
-    });
+    ]);
     expect(out).toContain("refused: DatabaseUnavailableError");
     expect(out).toContain("closed");
     expect(code).toBe(0);

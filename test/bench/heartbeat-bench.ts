@@ -723,6 +723,9 @@ interface B2bResult {
 /** Back to back's heartbeats/s: the mean of its rounds. */
 const b2bRate = (b: B2bResult): number => b.rounds.reduce((a, x) => a + x, 0) / b.rounds.length;
 
+/** Each round's heartbeats/s, "a / b". */
+const roundsText = (b: B2bResult): string => b.rounds.map((x) => fmt(x)).join(" / ");
+
 /** b with one more round's heartbeats/s (its first round when there is none yet). */
 const withRound = (b: B2bResult | undefined, next: B2bResult): B2bResult => (b ? { ...b, rounds: [...b.rounds, ...next.rounds] } : next);
 interface FleetResult {
@@ -1019,7 +1022,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
   const cb = ceilingB2b(r, ceiling);
   const isCeiling = r === ceiling;
   const roundsBeside = (b: B2bResult) =>
-    b === r.b2b && r.b2bCeilingBeside ? ` (the ceiling's beside them ${r.b2bCeilingBeside.rounds.map((x) => fmt(x)).join(" / ")})` : "";
+    b === r.b2b && r.b2bCeilingBeside ? ` (the ceiling's beside them ${roundsText(r.b2bCeilingBeside)})` : "";
   const b2bRow = (label: string, b: B2bResult, ref: number | undefined, refLabel: string) => {
     rows.push([
       label,
@@ -1030,7 +1033,7 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       ms(b.run.latency_ok_ms.max),
       codes(b.run),
       notes(
-        b.rounds.length > 1 ? `rounds ${b.rounds.map((x) => fmt(x)).join(" / ")}${roundsBeside(b)}; p50/p99/max and what follows: round 1` : "",
+        b.rounds.length > 1 ? `rounds ${roundsText(b)}${roundsBeside(b)}; p50/p99/max and what follows: round 1` : "",
         `connect ${fmt(b.out.connect.all_served_s, 1)} s`, `RSS max ${mib(b.rssMax)}`, diskText(b.run), txText(b.counters)),
     ]);
   };
