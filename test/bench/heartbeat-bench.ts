@@ -15,11 +15,15 @@
 // under it: connect time, RSS, transactions and what the server's metrics
 // counted), then a markdown summary; progress goes to stderr. Scenarios:
 //
-//   b2b        BENCH_AGENTS agents back to back for BENCH_SECONDS: heartbeats/s,
-//              ratio to the ceiling, p50/p99, errors by code. For each database
-//              target, BENCH_B2B_ROUNDS rounds alternate its run and the ceiling's,
-//              and the ratio is of their means: this machine's speed drifts by a
-//              third within minutes, so one run of each could land on either side
+//   b2b        BENCH_AGENTS agents back to back: heartbeats/s, ratio to the
+//              ceiling, p50/p99, errors by code. The ceiling alone runs
+//              BENCH_SECONDS. A database target runs with the ceiling beside it,
+//              both servers up and each with its own load generator, taking
+//              turns: BENCH_B2B_SLICES slices each of BENCH_B2B_SLICE_SECONDS, in
+//              the order T C C T T C C T …, and the ratio is of their totals.
+//              This machine's speed drifts by a third within minutes, so runs
+//              one after the other (even alternating rounds of 10 s) gave
+//              ratios anywhere from 0.75x to 0.99x for the same code
 //   fleet      BENCH_FLEET agents connect (time until all were served), then offer
 //              BENCH_RATE heartbeats/s open loop for BENCH_STEADY_SECONDS:
 //              p50/p99, errors by code, server RSS (max during the steady phase, peak)
@@ -43,7 +47,8 @@
 //   BENCH_SCENARIOS       [b2b,fleet,reconnect,overload,large]
 //   BENCH_AGENTS          agents of the back-to-back scenario [200]
 //   BENCH_SECONDS         length of the back-to-back scenario [10]
-//   BENCH_B2B_ROUNDS      back-to-back rounds of each database target, each followed by the ceiling's [2]
+//   BENCH_B2B_SLICES      back-to-back slices of each database target and of the ceiling beside it [8]
+//   BENCH_B2B_SLICE_SECONDS  each slice's length, its first 0.25 s not counted [2.5]
 //   BENCH_FLEET           agents of fleet, reconnect, overload and large [10000]
 //   BENCH_RATE            heartbeats/s the fleet offers [1000]
 //   BENCH_STEADY_SECONDS  steady phase after all have connected [60]
@@ -106,7 +111,8 @@ const S = {
   scenarios: list("BENCH_SCENARIOS", ["b2b", "fleet", "reconnect", "overload", "large"]),
   agents: num("BENCH_AGENTS", 200),
   seconds: num("BENCH_SECONDS", 10),
-  b2bRounds: Math.max(1, num("BENCH_B2B_ROUNDS", 2)),
+  b2bSlices: Math.max(1, num("BENCH_B2B_SLICES", 8)),
+  b2bSliceSeconds: Math.max(0.5, num("BENCH_B2B_SLICE_SECONDS", 2.5)),
   fleet: num("BENCH_FLEET", 10_000),
   rate: num("BENCH_RATE", 1000),
   steadySeconds: num("BENCH_STEADY_SECONDS", 60),
@@ -709,25 +715,40 @@ interface Target {
   start(port: number, extra: string[], heldFd?: number): Promise<ServerProcess>;
 }
 
+interface Slice {
+  ok: number;
+  seconds: number;
+}
+
 interface B2bResult {
-  /** The first round's, in full. */
   out: LoadgenOutput;
+  /** Every call of the run (of all its slices when sliced). */
   run: Phase;
   counters?: Counters;
   rssMax: number;
   hwm: number;
-  /** Heartbeats/s of every round, the first included (BENCH_B2B_ROUNDS). */
-  rounds: number[];
+  /** What was counted: the whole run, or each slice taken in turns with the ceiling (BENCH_B2B_SLICES). */
+  slices: Slice[];
 }
 
-/** Back to back's heartbeats/s: the mean of its rounds. */
-const b2bRate = (b: B2bResult): number => b.rounds.reduce((a, x) => a + x, 0) / b.rounds.length;
+/** Back to back's heartbeats/s: OK calls counted over the time counted. */
+const b2bRate = (b: B2bResult): number => sliceRate(b.slices);
 
-/** Each round's heartbeats/s, "a / b". */
-const roundsText = (b: B2bResult): string => b.rounds.map((x) => fmt(x)).join(" / ");
+function sliceRate(slices: readonly Slice[]): number {
+  const seconds = slices.reduce((a, x) => a + x.seconds, 0);
+  return seconds > 0 ? slices.reduce((a, x) => a + x.ok, 0) / seconds : 0;
+}
 
-/** b with one more round's heartbeats/s (its first round when there is none yet). */
-const withRound = (b: B2bResult | undefined, next: B2bResult): B2bResult => (b ? { ...b, rounds: [...b.rounds, ...next.rounds] } : next);
+/** The ratio of each slice of b to the ceiling's slice taken next to it: "min–max, median m". */
+function pairRatiosText(b: B2bResult, ceiling: B2bResult): string {
+  const ratios = b.slices
+    .map((x, i) => (ceiling.slices[i] ? sliceRate([x]) / sliceRate([ceiling.slices[i]!]) : NaN))
+    .filter((x) => Number.isFinite(x))
+    .sort((a, c) => a - c);
+  if (ratios.length === 0) return "";
+  const median = ratios[Math.floor(ratios.length / 2)]!;
+  return `each slice against the ceiling's next to it ${ratios[0]!.toFixed(2)}–${ratios[ratios.length - 1]!.toFixed(2)}×, median ${median.toFixed(2)}×`;
+}
 interface FleetResult {
   out: LoadgenOutput;
   steady: Phase;
@@ -756,7 +777,7 @@ interface FleetResult {
 interface TargetResults {
   target: string;
   b2b?: B2bResult;
-  /** The ceiling's back to back right after this target's: the reference of its ratio. */
+  /** The ceiling's back to back in turns with this target's: the reference of its ratio. */
   b2bCeilingBeside?: B2bResult;
   /** The ceiling's connect and reconnect storm right after this target's (5 s of steady load between). */
   fleetCeilingBeside?: FleetResult;
@@ -791,10 +812,82 @@ async function runB2b(target: Target, start: () => Promise<ServerProcess>): Prom
     });
     const out = await lg.done;
     if (!after) runDone();
-    return { out, run: out.run!, counters: counters(before, await after!), rssMax, hwm, rounds: [out.run!.ok_per_s] };
+    return { out, run: out.run!, counters: counters(before, await after!), rssMax, hwm, slices: [{ ok: out.run!.ok, seconds: out.run!.seconds }] };
   } finally {
     await server.stop();
     log(`${target.label}: b2b done`);
+  }
+}
+
+/** One side of a sliced back to back: a server with its own load generator in "sliced" mode, connected and waiting. */
+interface SlicedSide {
+  /** Runs one slice of `seconds`; resolves with what it counted. */
+  slice(seconds: number): Promise<Slice>;
+  /** Ends the run phase; resolves with the side's result. */
+  end(): Promise<B2bResult>;
+}
+
+async function slicedSide(server: ServerProcess): Promise<SlicedSide> {
+  let before = new Map<string, number>();
+  let connectedAt = 0;
+  let connected!: () => void;
+  const ready = new Promise<void>((resolve) => (connected = resolve));
+  const sliceWaiters: ((s: Slice) => void)[] = [];
+  const slices: Slice[] = [];
+  const lg = startLoadgen(server.publicAddress, "sliced", ["-n", String(S.agents)], (e) => {
+    if (e.event === "connected") {
+      connectedAt = Date.now();
+      void server.metrics().then((m) => ((before = m), connected()));
+    } else if (e.event === "slice") {
+      const s = { ok: Number(e.ok), seconds: Number(e.seconds) };
+      slices.push(s);
+      sliceWaiters.shift()?.(s);
+    }
+  });
+  await Promise.race([ready, lg.done]);
+  const send = (line: string) => lg.child.stdin!.write(`${line}\n`);
+  return {
+    slice: async (seconds) => {
+      const counted = new Promise<Slice>((resolve) => sliceWaiters.push(resolve));
+      send("go");
+      await sleep(seconds * 1000);
+      send("pause");
+      return Promise.race([counted, lg.done.then(() => Promise.reject(new Error("the load generator ended during a slice")))]);
+    },
+    end: async () => {
+      const rssMax = server.maxRss(connectedAt, Date.now());
+      const hwm = server.status("VmHWM");
+      const after = await server.metrics();
+      send("end");
+      const out = await lg.done;
+      return { out, run: out.run!, counters: counters(before, after), rssMax, hwm, slices };
+    },
+  };
+}
+
+/**
+ * Back to back on target and on the ceiling in turns: both servers up, each
+ * with its own load generator of S.agents agents, slices in the order
+ * T C C T T C C T … (a drift that is linear over two slices weighs on both
+ * alike), the ceiling's slice i next to the target's slice i.
+ */
+async function runB2bInTurns(target: Target, ceiling: Target): Promise<{ mine: B2bResult; theirs: B2bResult }> {
+  const servers: ServerProcess[] = [];
+  try {
+    servers.push(await target.start(0, []));
+    servers.push(await ceiling.start(0, []));
+    await Promise.all(servers.map((s) => s.settled()));
+    // One after the other: each side's agents connect while the other's wait.
+    const mine = await slicedSide(servers[0]!);
+    const theirs = await slicedSide(servers[1]!);
+    for (let i = 0; i < S.b2bSlices; i++) {
+      const order = i % 2 === 0 ? [mine, theirs] : [theirs, mine];
+      for (const side of order) await side.slice(S.b2bSliceSeconds);
+    }
+    return { mine: await mine.end(), theirs: await theirs.end() };
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+    log(`${target.label}: b2b in turns with the ceiling done`);
   }
 }
 
@@ -1021,8 +1114,6 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
   const rows: string[][] = [];
   const cb = ceilingB2b(r, ceiling);
   const isCeiling = r === ceiling;
-  const roundsBeside = (b: B2bResult) =>
-    b === r.b2b && r.b2bCeilingBeside ? ` (the ceiling's beside them ${roundsText(r.b2bCeilingBeside)})` : "";
   const b2bRow = (label: string, b: B2bResult, ref: number | undefined, refLabel: string) => {
     rows.push([
       label,
@@ -1033,7 +1124,9 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
       ms(b.run.latency_ok_ms.max),
       codes(b.run),
       notes(
-        b.rounds.length > 1 ? `rounds ${roundsText(b)}${roundsBeside(b)}; p50/p99/max and what follows: round 1` : "",
+        b === r.b2b && r.b2bCeilingBeside
+          ? `${b.slices.length} slices of ${S.b2bSliceSeconds} s in turns with the ceiling (${fmt(b2bRate(r.b2bCeilingBeside))}/s in its); ${pairRatiosText(b, r.b2bCeilingBeside)}`
+          : "",
         `connect ${fmt(b.out.connect.all_served_s, 1)} s`, `RSS max ${mib(b.rssMax)}`, diskText(b.run), txText(b.counters)),
     ]);
   };
@@ -1134,9 +1227,9 @@ function printSummary(results: TargetResults[]): void {
   const rows: string[][] = [];
   const row = (scenario: string, figure: string, cell: (r: TargetResults) => string, goal: string) => rows.push([scenario, figure, ...results.map(cell), goal]);
   const b2b = `b2b, ${S.agents} agents`;
-  row(b2b, "heartbeats/s, mean of the rounds (× ceiling)", (r) => (r.b2b ? `${fmt(b2bRate(r.b2b))} (${r === ceiling ? "1.00×" : ratio(b2bRate(r.b2b), ceilingB2b(r, ceiling))})` : "–"), "≥ 0.8× PostgreSQL, ≥ 0.6× PGlite");
-  row(b2b, "the ceiling beside it (mean of its rounds)", (r) => (r.b2bCeilingBeside ? fmt(b2bRate(r.b2bCeilingBeside)) : "–"), "");
-  row(b2b, "p50 / p99 ms (round 1)", (r) => (r.b2b ? `${ms(r.b2b.run.latency_ok_ms.p50)} / ${ms(r.b2b.run.latency_ok_ms.p99)}` : "–"), "");
+  row(b2b, "heartbeats/s (× ceiling)", (r) => (r.b2b ? `${fmt(b2bRate(r.b2b))} (${r === ceiling ? "1.00×" : ratio(b2bRate(r.b2b), ceilingB2b(r, ceiling))})` : "–"), "≥ 0.8× PostgreSQL, ≥ 0.6× PGlite");
+  row(b2b, "the ceiling in turns with it", (r) => (r.b2bCeilingBeside ? fmt(b2bRate(r.b2bCeilingBeside)) : "–"), "");
+  row(b2b, "p50 / p99 ms", (r) => (r.b2b ? `${ms(r.b2b.run.latency_ok_ms.p50)} / ${ms(r.b2b.run.latency_ok_ms.p99)}` : "–"), "");
   row(b2b, "errors", (r) => (r.b2b ? codes(r.b2b.run) : "–"), "");
   const steadyS = results.find((r) => r.fleet)?.fleet?.steady.seconds ?? S.steadySeconds;
   const fl = `${fmt(S.fleet)} agents, ${fmt(S.rate)}/s, ${fmt(steadyS)} s`;
@@ -1314,18 +1407,14 @@ async function main(): Promise<void> {
       }
     };
     if (S.scenarios.has("b2b")) {
-      // Rounds alternate the target's run and the ceiling's, so that drift
-      // over the minutes weighs on both alike.
-      const beside = ceilingTarget && target !== ceilingTarget ? ceilingTarget : undefined;
-      for (let round = 1; round <= (beside ? S.b2bRounds : 1); round++) {
-        const of = round > 1 ? `, round ${round}` : "";
-        const mine = await attempt(`b2b${of}`, () => runB2b(target, () => target.start(0, [])));
-        if (!mine) break;
-        r.b2b = withRound(r.b2b, mine);
-        if (!beside) continue;
-        const theirs = await attempt(`b2b${of}: the ceiling again, beside it`, () => runB2b(beside, () => beside.start(0, [])));
-        if (!theirs) break;
-        r.b2bCeilingBeside = withRound(r.b2bCeilingBeside, theirs);
+      if (ceilingTarget && target !== ceilingTarget) {
+        const both = await attempt("b2b in turns with the ceiling", () => runB2bInTurns(target, ceilingTarget));
+        if (both) {
+          r.b2b = both.mine;
+          r.b2bCeilingBeside = both.theirs;
+        }
+      } else {
+        r.b2b = await attempt("b2b", () => runB2b(target, () => target.start(0, [])));
       }
     }
     if (wantFleet) {
