@@ -40,8 +40,10 @@
 //   large      PostgreSQL only: BENCH_LARGE_MACHINES machines (the fleet's, and
 //              the rest with agent keys and recent heartbeats), then b2b and fleet
 //              (without reconnect) again, as ratios to the figures of the
-//              database that holds only the fleet's machines; its b2b in turns
-//              with that database's server (as the targets' with the ceiling)
+//              database that holds only the fleet's machines, in turns with a
+//              server on that database (as the targets' b2b with the ceiling):
+//              b2b in BENCH_B2B_SLICES slices, the fleet in 5 s slices for
+//              BENCH_STEADY_SECONDS each
 //
 // Environment (defaults in brackets):
 //   BENCH_ONLY            targets to run, comma-separated [ceiling,pglite,postgres]
@@ -791,6 +793,8 @@ interface TargetResults {
   /** The 10,000-machine database's back to back in turns with largeB2b: the reference of its ratios. */
   largeB2bBeside?: B2bResult;
   largeFleet?: FleetResult;
+  /** The 10,000-machine database's fleet in turns with largeFleet's steady load (each 5 s slices). */
+  largeFleetBeside?: FleetResult;
   errors: string[];
 }
 
@@ -825,24 +829,50 @@ async function runB2b(target: Target, start: () => Promise<ServerProcess>): Prom
   }
 }
 
-/** One side of a sliced back to back: a server with its own load generator in "sliced" mode, connected and waiting. */
+/** The open loop's slices in turns (the large fleet against the 10,000-machine database). */
+const FLEET_SLICE_SECONDS = 5;
+
+/** What one side of a run in turns measured, from its connect phase on. */
+interface SlicedRun {
+  out: LoadgenOutput;
+  slices: Slice[];
+  /** The server's counters while the slices ran, and from its start until its agents had connected. */
+  counters?: Counters;
+  connectCounters?: Counters;
+  rssAfterConnect: number;
+  rssMax: number;
+  hwm: number;
+  /** CPU seconds while the agents connected: the server's (from its start), the load generator's (from its agents being ready). */
+  connectCpu: { server: number; loadgen: number };
+}
+
+/** One side of a run in turns: a server with its own load generator (-sliced), connected and waiting. */
 interface SlicedSide {
   /** Runs one slice of `seconds`; resolves with what it counted. */
   slice(seconds: number): Promise<Slice>;
   /** Ends the run phase; resolves with the side's result. */
-  end(): Promise<B2bResult>;
+  end(): Promise<SlicedRun>;
 }
 
-async function slicedSide(server: ServerProcess): Promise<SlicedSide> {
+async function slicedSide(target: Target, server: ServerProcess, mode: "b2b" | "open", args: string[]): Promise<SlicedSide> {
   let before = new Map<string, number>();
   let connectedAt = 0;
+  let rssAfterConnect = 0;
+  const serverCpuAtStart = server.cpuSeconds();
+  let loadgenCpuAtReady = 0;
+  const connectCpu = { server: 0, loadgen: 0 };
   let connected!: () => void;
   const ready = new Promise<void>((resolve) => (connected = resolve));
   const sliceWaiters: ((s: Slice) => void)[] = [];
   const slices: Slice[] = [];
-  const lg = startLoadgen(server.publicAddress, "sliced", ["-n", String(S.agents)], (e) => {
+  const lg = startLoadgen(server.publicAddress, mode, [...args, "-sliced"], (e, child) => {
+    if (e.event === "prepared") loadgenCpuAtReady = cpuSecondsOf(child.pid);
     if (e.event === "connected") {
+      connectCpu.server = server.cpuSeconds() - serverCpuAtStart;
+      connectCpu.loadgen = cpuSecondsOf(child.pid) - loadgenCpuAtReady;
       connectedAt = Date.now();
+      rssAfterConnect = server.status("VmRSS");
+      log(`${target.label}: connected (${String(e.failed_for_good)} failed for good)`);
       void server.metrics().then((m) => ((before = m), connected()));
     } else if (e.event === "slice") {
       const s = { ok: Number(e.ok), seconds: Number(e.seconds) };
@@ -866,36 +896,70 @@ async function slicedSide(server: ServerProcess): Promise<SlicedSide> {
       const after = await server.metrics();
       send("end");
       const out = await lg.done;
-      return { out, run: out.run!, counters: counters(before, after), rssMax, hwm, slices };
+      return { out, slices, counters: counters(before, after), connectCounters: counters(new Map(), before), rssAfterConnect, rssMax, hwm, connectCpu };
     },
   };
 }
 
 /**
- * Back to back on target and on a reference (the ceiling; for the large
- * fleet, the 10,000-machine database) in turns: both servers up, each with
- * its own load generator of S.agents agents, slices in the order
+ * Runs target and a reference in turns: both servers up, each with its own
+ * load generator (mode, args), `slices` slices of `seconds` each in the order
  * T R R T T R R T … (a drift that is linear over two slices weighs on both
- * alike), the reference's slice i next to the target's slice i.
+ * alike), the reference's slice i next to the target's slice i. The sides
+ * connect one after the other, each while the other is idle.
  */
-async function runB2bInTurns(target: Target, reference: Target): Promise<{ mine: B2bResult; theirs: B2bResult }> {
+async function runInTurns(
+  target: Target,
+  reference: Target,
+  mode: "b2b" | "open",
+  args: string[],
+  slices: number,
+  seconds: number,
+): Promise<{ mine: SlicedRun; theirs: SlicedRun }> {
   const servers: ServerProcess[] = [];
   try {
     servers.push(await target.start(0, []));
     servers.push(await reference.start(0, []));
     await Promise.all(servers.map((s) => s.settled()));
-    // One after the other: each side's agents connect while the other's wait.
-    const mine = await slicedSide(servers[0]!);
-    const theirs = await slicedSide(servers[1]!);
-    for (let i = 0; i < S.b2bSlices; i++) {
+    const mine = await slicedSide(target, servers[0]!, mode, args);
+    const theirs = await slicedSide(reference, servers[1]!, mode, args);
+    for (let i = 0; i < slices; i++) {
       const order = i % 2 === 0 ? [mine, theirs] : [theirs, mine];
-      for (const side of order) await side.slice(S.b2bSliceSeconds);
+      for (const side of order) await side.slice(seconds);
     }
     return { mine: await mine.end(), theirs: await theirs.end() };
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
-    log(`${target.label}: b2b in turns with ${reference.label} done`);
+    log(`${target.label}: ${mode} in turns with ${reference.label} done`);
   }
+}
+
+const asB2b = (r: SlicedRun): B2bResult => ({ out: r.out, run: r.out.run!, counters: r.counters, rssMax: r.rssMax, hwm: r.hwm, slices: r.slices });
+
+/** Back to back (S.agents agents) on target and reference in turns: BENCH_B2B_SLICES of BENCH_B2B_SLICE_SECONDS. */
+async function runB2bInTurns(target: Target, reference: Target): Promise<{ mine: B2bResult; theirs: B2bResult }> {
+  const { mine, theirs } = await runInTurns(target, reference, "b2b", ["-n", String(S.agents)], S.b2bSlices, S.b2bSliceSeconds);
+  return { mine: asB2b(mine), theirs: asB2b(theirs) };
+}
+
+const asFleet = (r: SlicedRun): FleetResult => ({
+  out: r.out,
+  steady: r.out.run!,
+  counters: r.counters,
+  connectCounters: r.connectCounters,
+  rssSteadyMax: r.rssMax,
+  rssAfterConnect: r.rssAfterConnect,
+  hwm: r.hwm,
+  connectCpu: r.connectCpu,
+});
+
+/** S.fleet agents offering `rate` open loop on target and reference in turns, `seconds` in all each, in slices of 5 s. */
+async function runFleetInTurns(target: Target, reference: Target, rate: number, seconds: number): Promise<{ mine: FleetResult; theirs: FleetResult }> {
+  const slices = Math.max(1, Math.round(seconds / FLEET_SLICE_SECONDS));
+  // No warm-up: an open loop offers its rate from a slice's first moment, so every call counts.
+  const args = ["-n", String(S.fleet), "-rate", String(rate), "-slice-warmup", "0s"];
+  const { mine, theirs } = await runInTurns(target, reference, "open", args, slices, FLEET_SLICE_SECONDS);
+  return { mine: asFleet(mine), theirs: asFleet(theirs) };
 }
 
 /** Connects the fleet, offers `rate` open loop for `seconds`; optionally then restarts the server and times the reconnection. */
@@ -1223,7 +1287,8 @@ function printTarget(r: TargetResults, ceiling: TargetResults | undefined): void
     const ref = r.largeB2bBeside && b2bRate(r.largeB2bBeside);
     b2bRow(`large ${fmt(S.largeMachines)}: b2b ${S.agents} agents`, r.largeB2b, ref, ` of ${fmt(ref)}`, { b: r.largeB2bBeside, name: `${fmt(S.fleet)} machines` });
   }
-  if (r.largeFleet) fleetRows(`large ${fmt(S.largeMachines)}: fleet`, r.largeFleet, S.rate, r.fleet?.out.connect.all_served_s);
+  if (r.largeFleet) fleetRows(`large ${fmt(S.largeMachines)}: fleet`, r.largeFleet, S.rate, r.largeFleetBeside?.out.connect.all_served_s);
+  if (r.largeFleetBeside) fleetRows(`large: in turns, ${fmt(S.fleet)} machines: fleet`, r.largeFleetBeside, S.rate, undefined);
   out(`\n## ${r.target} (${load()} at its end)\n`);
   // The last cell of each row is its notes, printed under the table.
   out(table(head, rows.map((row) => row.slice(0, -1)), false));
@@ -1296,10 +1361,10 @@ function printSummary(results: TargetResults[]): void {
     row(lg, `b2b p99 ms (× ${fmt(S.fleet)} machines in turns)`, (r) => (r.largeB2b ? `${ms(r.largeB2b.run.latency_ok_ms.p99)} (${ratio(r.largeB2b.run.latency_ok_ms.p99, r.largeB2bBeside?.run.latency_ok_ms.p99)})` : "–"), "≤ 1.1×");
     row(
       lg,
-      `${fmt(S.rate)}/s p99 ms (× ${fmt(S.fleet)} machines); errors`,
+      `${fmt(S.rate)}/s p99 ms (× ${fmt(S.fleet)} machines in turns); errors`,
       (r) =>
         r.largeFleet
-          ? `${ms(r.largeFleet.steady.latency_ok_ms.p99)} (${ratio(r.largeFleet.steady.latency_ok_ms.p99, r.fleet?.steady.latency_ok_ms.p99)}); ${codes(r.largeFleet.steady)}`
+          ? `${ms(r.largeFleet.steady.latency_ok_ms.p99)} (${ratio(r.largeFleet.steady.latency_ok_ms.p99, r.largeFleetBeside?.steady.latency_ok_ms.p99)}); ${codes(r.largeFleet.steady)}`
           : "–",
       "≤ 1.1×",
     );
@@ -1309,7 +1374,7 @@ function printSummary(results: TargetResults[]): void {
         ? `${large.batchMeanMs.toFixed(1)} / ${large.batchP99Ms.toFixed(1)} (${ratio(large.batchMeanMs, small?.batchMeanMs)} / ${ratio(large.batchP99Ms, small?.batchP99Ms)})`
         : "–";
     row(lg, `b2b: batch in the database, mean / p99 ms (× ${fmt(S.fleet)} machines)`, (r) => inDb(r.largeB2b?.counters, r.largeB2bBeside?.counters), "");
-    row(lg, `${fmt(S.rate)}/s: batch in the database, mean / p99 ms (× ${fmt(S.fleet)} machines)`, (r) => inDb(r.largeFleet?.counters, r.fleet?.counters), "");
+    row(lg, `${fmt(S.rate)}/s: batch in the database, mean / p99 ms (× ${fmt(S.fleet)} machines)`, (r) => inDb(r.largeFleet?.counters, r.largeFleetBeside?.counters), "");
   }
   const shown = rows.filter((r) => r.slice(2, 2 + results.length).some((c) => c !== "–"));
   out(`\n## Summary (${cpus().length} cores, every process on this machine; ${new Date().toISOString().slice(0, 10)})\n`);
@@ -1458,7 +1523,13 @@ async function main(): Promise<void> {
         r.largeB2b = both.mine;
         r.largeB2bBeside = both.theirs;
       }
-      r.largeFleet = await attempt("large: fleet", () => runFleet(large, (port) => large.start(port, []), S.rate, S.steadySeconds, false));
+      // In turns with the 10,000-machine database, as its back to back: the
+      // open loop's p99 is a few ms, and runs minutes apart moved it by 1.2-1.4x.
+      const fleets = await attempt(`large: fleet in turns with ${fmt(S.fleet)} machines`, () => runFleetInTurns(large, target, S.rate, S.steadySeconds));
+      if (fleets) {
+        r.largeFleet = fleets.mine;
+        r.largeFleetBeside = fleets.theirs;
+      }
     }
     results.push(r);
     printTarget(r, ceilingResults);

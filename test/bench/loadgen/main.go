@@ -17,16 +17,17 @@
 //	connect  nothing more.
 //	b2b      every agent sends its next heartbeat as soon as the last one
 //	         was answered, for -duration.
-//	sliced   back to back as b2b, but in slices told on stdin: "go" starts
-//	         a slice, "pause" ends it (the agents' calls in flight finish,
-//	         none starts), "end" ends the phase. Each slice's OK calls that
-//	         ended after its first -slice-warmup and before "pause" are printed
-//	         as {"event":"slice","ok":N,"seconds":S} on stderr. Two of these,
-//	         against two servers, take turns: a paired comparison in which
-//	         the machine's drift weighs on both alike.
 //	open     open loop: the fleet offers -rate heartbeats/s in total, each
 //	         agent on its own period (agents/rate) with a random phase, not
 //	         waiting for answers and not honouring pushback, for -duration.
+//
+// With -sliced, b2b and open run in slices told on stdin instead of for
+// -duration: "go" starts a slice, "pause" ends it (calls in flight finish,
+// none starts), "end" ends the phase. Each slice's OK calls that ended after
+// its first -slice-warmup and before "pause" are printed as
+// {"event":"slice","ok":N,"seconds":S} on stderr; the phase's seconds are the
+// slices' counted time. Two of these, against two servers, take turns: a
+// paired comparison in which the machine's drift weighs on both alike.
 //
 // After that phase it prints {"event":"run-done"} on stderr. With -reconnect it
 // then waits for a line on stdin (the server has been restarted meanwhile); then
@@ -237,8 +238,9 @@ func main() {
 	addr := flag.String("addr", "", "server agent listener, host:port (loopback only)")
 	agentsFile := flag.String("agents", "", "file of agents: MACHINE_ID SEED_HEX per line")
 	n := flag.Int("n", 0, "use the first N agents of the file (0: all)")
-	mode := flag.String("mode", "connect", "connect | b2b | sliced | open")
-	warmup := flag.Duration("slice-warmup", 250*time.Millisecond, "sliced: not counted at the start of each slice")
+	mode := flag.String("mode", "connect", "connect | b2b | open")
+	sliced := flag.Bool("sliced", false, "b2b and open: in slices told on stdin, not for -duration")
+	warmup := flag.Duration("slice-warmup", 250*time.Millisecond, "-sliced: not counted at the start of each slice")
 	duration := flag.Duration("duration", 10*time.Second, "length of the b2b or open phase")
 	rate := flag.Float64("rate", 1000, "open: heartbeats/s offered by the whole fleet")
 	deadline := flag.Duration("deadline", 5*time.Second, "per-call deadline")
@@ -253,7 +255,7 @@ func main() {
 		fatal("-addr and -agents are required")
 	}
 	loopbackOnly(*addr)
-	if *mode != "connect" && *mode != "b2b" && *mode != "sliced" && *mode != "open" {
+	if *mode != "connect" && *mode != "b2b" && *mode != "open" {
 		fatal("unknown -mode %q", *mode)
 	}
 	if *mode == "open" && *rate <= 0 {
@@ -275,12 +277,14 @@ func main() {
 
 	out.Connect = untilServed(agents, cfg, *dialConcurrency, *giveup)
 	event("connected", map[string]interface{}{"failed_for_good": *out.Connect.FailedForGood})
-	switch *mode {
-	case "b2b":
-		out.Run = backToBack(agents, cfg, *duration)
-	case "sliced":
+	switch {
+	case *mode == "b2b" && *sliced:
 		out.Run = backToBackSliced(agents, cfg, *warmup)
-	case "open":
+	case *mode == "b2b":
+		out.Run = backToBack(agents, cfg, *duration)
+	case *mode == "open" && *sliced:
+		out.Run = openLoopSliced(agents, cfg, *rate, *warmup)
+	case *mode == "open":
 		out.Run = openLoop(agents, cfg, *rate, *duration)
 	}
 	event("run-done", nil)

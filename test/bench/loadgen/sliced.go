@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"math/rand"
 	"os"
 	"strings"
 	"sync"
@@ -10,19 +11,20 @@ import (
 	"google.golang.org/grpc/codes"
 )
 
-// gate: the sliced mode's switch, driven by stdin lines (see main.go).
+// gate: -sliced's switch, driven by stdin lines (see main.go).
 type gate struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	open   bool
 	ended  bool
-	from   time.Time // counting starts here: the slice's start plus the warm-up
+	done   chan struct{} // closed once ended
+	from   time.Time     // counting starts here: the slice's start plus the warm-up
 	ok     int
 	active time.Duration // counted time of every slice so far
 }
 
 func newGate() *gate {
-	g := &gate{}
+	g := &gate{done: make(chan struct{})}
 	g.cond = sync.NewCond(&g.mu)
 	return g
 }
@@ -35,6 +37,13 @@ func (g *gate) wait() bool {
 		g.cond.Wait()
 	}
 	return !g.ended
+}
+
+// isOpen: whether a call may start now (open loop: a due call is skipped while closed).
+func (g *gate) isOpen() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.open
 }
 
 // count records an OK call that ended at end, if inside the slice's window.
@@ -67,7 +76,7 @@ func (g *gate) drive(warmup time.Duration) {
 				event("slice", map[string]interface{}{"ok": g.ok, "seconds": round3(secs.Seconds())})
 			}
 		case "end":
-			g.open, g.ended = false, true
+			g.end()
 		}
 		g.cond.Broadcast()
 		ended := g.ended
@@ -77,9 +86,24 @@ func (g *gate) drive(warmup time.Duration) {
 		}
 	}
 	g.mu.Lock()
-	g.open, g.ended = false, true
+	g.end()
 	g.cond.Broadcast()
 	g.mu.Unlock()
+}
+
+// end: called with mu held.
+func (g *gate) end() {
+	if !g.ended {
+		g.open, g.ended = false, true
+		close(g.done)
+	}
+}
+
+// activeSeconds: the slices' counted time so far.
+func (g *gate) activeSeconds() float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.active.Seconds()
 }
 
 // backToBackSliced: back to back while the gate is open. The phase's figures
@@ -104,8 +128,45 @@ func backToBackSliced(agents []*agent, cfg *config, warmup time.Duration) *Phase
 		}(a)
 	}
 	wg.Wait()
-	g.mu.Lock()
-	active := g.active
-	g.mu.Unlock()
-	return col.phase(active.Seconds())
+	return col.phase(g.activeSeconds())
+}
+
+// openLoopSliced: openLoop while the gate is open; a call that falls due
+// while it is closed is skipped, so each slice offers the rate from its start.
+func openLoopSliced(agents []*agent, cfg *config, rate float64, warmup time.Duration) *Phase {
+	col := newCollector()
+	g := newGate()
+	go g.drive(warmup)
+	period := time.Duration(float64(len(agents)) / rate * float64(time.Second))
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	var tickers, calls sync.WaitGroup
+	for _, a := range agents {
+		tickers.Add(1)
+		go func(a *agent, offset time.Duration) {
+			defer tickers.Done()
+			for due := col.start.Add(offset); ; due = due.Add(period) {
+				select {
+				case <-g.done:
+					return
+				case <-time.After(time.Until(due)):
+				}
+				if !g.isOpen() {
+					continue
+				}
+				col.started()
+				calls.Add(1)
+				go func() {
+					defer calls.Done()
+					r := a.heartbeat(cfg)
+					col.record(r, a.index)
+					if r.code == codes.OK {
+						g.count(r.end)
+					}
+				}()
+			}
+		}(a, time.Duration(rng.Int63n(int64(period))))
+	}
+	tickers.Wait()
+	calls.Wait() // each bounded by the per-call deadline
+	return col.phase(g.activeSeconds())
 }
