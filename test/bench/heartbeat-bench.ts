@@ -852,6 +852,8 @@ interface SlicedSide {
   slice(seconds: number): Promise<Slice>;
   /** Ends the run phase; resolves with the side's result. */
   end(): Promise<SlicedRun>;
+  /** Stops the load generator if it still runs (the run in turns failed). */
+  kill(): void;
 }
 
 async function slicedSide(target: Target, server: ServerProcess, mode: "b2b" | "open", args: string[]): Promise<SlicedSide> {
@@ -898,6 +900,9 @@ async function slicedSide(target: Target, server: ServerProcess, mode: "b2b" | "
       const out = await lg.done;
       return { out, slices, counters: counters(before, after), connectCounters: counters(new Map(), before), rssAfterConnect, rssMax, hwm, connectCpu };
     },
+    kill: () => {
+      if (lg.child.exitCode === null && lg.child.signalCode === null) lg.child.kill("SIGKILL");
+    },
   };
 }
 
@@ -917,18 +922,22 @@ async function runInTurns(
   seconds: number,
 ): Promise<{ mine: SlicedRun; theirs: SlicedRun }> {
   const servers: ServerProcess[] = [];
+  const sides: SlicedSide[] = [];
   try {
     servers.push(await target.start(0, []));
     servers.push(await reference.start(0, []));
     await Promise.all(servers.map((s) => s.settled()));
     const mine = await slicedSide(target, servers[0]!, mode, args);
+    sides.push(mine);
     const theirs = await slicedSide(reference, servers[1]!, mode, args);
+    sides.push(theirs);
     for (let i = 0; i < slices; i++) {
       const order = i % 2 === 0 ? [mine, theirs] : [theirs, mine];
       for (const side of order) await side.slice(seconds);
     }
     return { mine: await mine.end(), theirs: await theirs.end() };
   } finally {
+    for (const side of sides) side.kill();
     await Promise.all(servers.map((s) => s.stop()));
     log(`${target.label}: ${mode} in turns with ${reference.label} done`);
   }
