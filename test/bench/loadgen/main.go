@@ -207,10 +207,16 @@ func backToBack(agents []*agent, cfg *config, d time.Duration) *Phase {
 
 // openLoop: rate heartbeats/s offered by the whole fleet, each agent on its
 // own period with a random phase; a heartbeat is sent when due, whatever
-// happened to the previous ones.
-func openLoop(agents []*agent, cfg *config, rate float64, d time.Duration) *Phase {
+// happened to the previous ones. For d, or with a gate (-sliced) until it
+// ends: a call that falls due while the gate is closed is skipped, so each
+// slice offers the rate from its start.
+func openLoop(agents []*agent, cfg *config, rate float64, d time.Duration, g *gate) *Phase {
 	col := newCollector()
 	end := col.start.Add(d)
+	var ended <-chan struct{} // nil without a gate: never ready
+	if g != nil {
+		ended = g.done
+	}
 	period := time.Duration(float64(len(agents)) / rate * float64(time.Second))
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	var tickers, calls sync.WaitGroup
@@ -218,19 +224,33 @@ func openLoop(agents []*agent, cfg *config, rate float64, d time.Duration) *Phas
 		tickers.Add(1)
 		go func(a *agent, offset time.Duration) {
 			defer tickers.Done()
-			for due := col.start.Add(offset); due.Before(end); due = due.Add(period) {
-				time.Sleep(time.Until(due))
+			for due := col.start.Add(offset); g != nil || due.Before(end); due = due.Add(period) {
+				select {
+				case <-ended:
+					return
+				case <-time.After(time.Until(due)):
+				}
+				if g != nil && !g.isOpen() {
+					continue
+				}
 				col.started()
 				calls.Add(1)
 				go func() {
 					defer calls.Done()
-					col.record(a.heartbeat(cfg), a.index)
+					r := a.heartbeat(cfg)
+					col.record(r, a.index)
+					if g != nil && r.code == codes.OK {
+						g.count(r.end)
+					}
 				}()
 			}
 		}(a, time.Duration(rng.Int63n(int64(period))))
 	}
 	tickers.Wait()
 	calls.Wait() // each bounded by the per-call deadline
+	if g != nil {
+		return col.phase(g.activeSeconds())
+	}
 	return col.phase(d.Seconds())
 }
 
@@ -283,9 +303,11 @@ func main() {
 	case *mode == "b2b":
 		out.Run = backToBack(agents, cfg, *duration)
 	case *mode == "open" && *sliced:
-		out.Run = openLoopSliced(agents, cfg, *rate, *warmup)
+		g := newGate()
+		go g.drive(*warmup)
+		out.Run = openLoop(agents, cfg, *rate, 0, g)
 	case *mode == "open":
-		out.Run = openLoop(agents, cfg, *rate, *duration)
+		out.Run = openLoop(agents, cfg, *rate, *duration, nil)
 	}
 	event("run-done", nil)
 	if *reconnect {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"math/rand"
 	"os"
 	"strings"
 	"sync"
@@ -128,45 +127,5 @@ func backToBackSliced(agents []*agent, cfg *config, warmup time.Duration) *Phase
 		}(a)
 	}
 	wg.Wait()
-	return col.phase(g.activeSeconds())
-}
-
-// openLoopSliced: openLoop while the gate is open; a call that falls due
-// while it is closed is skipped, so each slice offers the rate from its start.
-func openLoopSliced(agents []*agent, cfg *config, rate float64, warmup time.Duration) *Phase {
-	col := newCollector()
-	g := newGate()
-	go g.drive(warmup)
-	period := time.Duration(float64(len(agents)) / rate * float64(time.Second))
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	var tickers, calls sync.WaitGroup
-	for _, a := range agents {
-		tickers.Add(1)
-		go func(a *agent, offset time.Duration) {
-			defer tickers.Done()
-			for due := col.start.Add(offset); ; due = due.Add(period) {
-				select {
-				case <-g.done:
-					return
-				case <-time.After(time.Until(due)):
-				}
-				if !g.isOpen() {
-					continue
-				}
-				col.started()
-				calls.Add(1)
-				go func() {
-					defer calls.Done()
-					r := a.heartbeat(cfg)
-					col.record(r, a.index)
-					if r.code == codes.OK {
-						g.count(r.end)
-					}
-				}()
-			}
-		}(a, time.Duration(rng.Int63n(int64(period))))
-	}
-	tickers.Wait()
-	calls.Wait() // each bounded by the per-call deadline
 	return col.phase(g.activeSeconds())
 }
